@@ -1,0 +1,260 @@
+package store
+
+import (
+	"context"
+	"crypto/x509"
+	"database/sql"
+	"encoding/pem"
+	"errors"
+	"fmt"
+
+	"github.com/opensphere/sphere"
+)
+
+// Registration is what a device's manufacturer records: its public keys.
+type Registration struct {
+	IdentityPublicKey    []byte // PEM or SubjectPublicKeyInfo DER
+	AttestationPublicKey []byte // PEM or SubjectPublicKeyInfo DER
+	EKCertificate        []byte // optional TPM endorsement key certificate, PEM or DER
+}
+
+// ParseRegistration validates a registration and returns the device it
+// describes, with keys in canonical PEM and the id derived from the
+// identity key.
+func ParseRegistration(r Registration) (sphere.Device, error) {
+	_, idDER, err := sphere.ParsePublicKey("identity public key", r.IdentityPublicKey)
+	if err != nil {
+		return sphere.Device{}, err
+	}
+	_, akDER, err := sphere.ParsePublicKey("attestation public key", r.AttestationPublicKey)
+	if err != nil {
+		return sphere.Device{}, err
+	}
+	d := sphere.Device{
+		ID:                   sphere.DeviceID(idDER),
+		IdentityPublicKey:    sphere.PublicKeyPEM(idDER),
+		AttestationPublicKey: sphere.PublicKeyPEM(akDER),
+	}
+	if len(r.EKCertificate) > 0 {
+		der := r.EKCertificate
+		if block, _ := pem.Decode(r.EKCertificate); block != nil {
+			if block.Type != "CERTIFICATE" {
+				return d, sphere.Errorf(sphere.EInvalid, "EK certificate: PEM block is %q; want \"CERTIFICATE\"", block.Type)
+			}
+			der = block.Bytes
+		}
+		if _, err := x509.ParseCertificate(der); err != nil {
+			return d, sphere.Errorf(sphere.EInvalid, "EK certificate is not a valid X.509 certificate: %v", err)
+		}
+		d.EKCertificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	}
+	return d, nil
+}
+
+// RegisterDevice records a device at manufacture. Registering the same keys
+// again is a no-op that returns the device; the same identity key with a
+// different attestation key is refused.
+func (s *Store) RegisterDevice(ctx context.Context, r Registration) (sphere.Device, error) {
+	d, err := ParseRegistration(r)
+	if err != nil {
+		return d, err
+	}
+	now := s.nowMicro()
+	err = s.tx(ctx, func(q *querier) error {
+		var ak string
+		err := q.queryRow(ctx, "SELECT attestation_key FROM devices WHERE id = ?", d.ID).Scan(&ak)
+		switch {
+		case err == nil && ak == d.AttestationPublicKey:
+			return nil
+		case err == nil:
+			return sphere.Errorf(sphere.EConflict, "device %s is already registered with a different attestation key", d.ID)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = q.exec(ctx, "INSERT INTO devices (id, identity_key, attestation_key, ek_cert, registered_at) VALUES (?, ?, ?, ?, ?)",
+			d.ID, d.IdentityPublicKey, d.AttestationPublicKey, d.EKCertificate, now)
+		return err
+	})
+	if err != nil {
+		return d, fmt.Errorf("store.RegisterDevice: %w", err)
+	}
+	return s.getDevice(ctx, "", d.ID)
+}
+
+const deviceColumns = "d.id, d.identity_key, d.attestation_key, d.ek_cert, d.tenant_id, d.device_group_id, g.product_id, d.registered_at, d.claimed_at"
+const deviceFrom = " FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id "
+
+func scanDevice(row interface{ Scan(...any) error }) (sphere.Device, error) {
+	var d sphere.Device
+	var tenant, group, product sql.NullString
+	var reg int64
+	var claimed sql.NullInt64
+	err := row.Scan(&d.ID, &d.IdentityPublicKey, &d.AttestationPublicKey, &d.EKCertificate, &tenant, &group, &product, &reg, &claimed)
+	d.TenantID, d.DeviceGroupID, d.ProductID = tenant.String, group.String, product.String
+	d.RegisteredAt, d.ClaimedAt = fromMicro(reg), fromMicroPtr(claimed)
+	return d, err
+}
+
+// getDevice reads a device; a non-empty tenant restricts it to that tenant.
+func (s *Store) getDevice(ctx context.Context, tenant, id string) (sphere.Device, error) {
+	if err := sphere.ValidateDeviceID(id); err != nil {
+		return sphere.Device{}, err
+	}
+	q := "SELECT " + deviceColumns + deviceFrom + "WHERE d.id = ?"
+	args := []any{id}
+	if tenant != "" {
+		q += " AND d.tenant_id = ?"
+		args = append(args, tenant)
+	}
+	d, err := scanDevice(s.queryRow(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		if tenant != "" {
+			return d, sphere.Errorf(sphere.ENotFound, "device %s is not claimed by this tenant", id)
+		}
+		return d, sphere.Errorf(sphere.ENotFound, "device %s is not registered", id)
+	}
+	if err != nil {
+		return d, fmt.Errorf("store.GetDevice: %w", err)
+	}
+	return d, nil
+}
+
+// GetDevice returns any registered device; for operators and for the
+// device-facing API, which authenticates the device itself.
+func (s *Store) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
+	return s.getDevice(ctx, "", id)
+}
+
+// GetDevice returns a device claimed by the tenant.
+func (t *TenantStore) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
+	return t.s.getDevice(ctx, t.id, id)
+}
+
+// ClaimDevice claims a registered, unclaimed device into the tenant and,
+// if group is set, puts it in that device group. A device belongs to one
+// tenant at a time: claiming one that another tenant holds is refused
+// without saying which tenant.
+func (t *TenantStore) ClaimDevice(ctx context.Context, id, group string) (sphere.Device, error) {
+	if err := sphere.ValidateDeviceID(id); err != nil {
+		return sphere.Device{}, err
+	}
+	var groupID sql.NullString
+	if group != "" {
+		g, err := t.GetDeviceGroup(ctx, group)
+		if err != nil {
+			return sphere.Device{}, err
+		}
+		groupID = sql.NullString{String: g.ID, Valid: true}
+	}
+	now := t.s.nowMicro()
+	err := t.s.tx(ctx, func(q *querier) error {
+		var owner sql.NullString
+		err := q.queryRow(ctx, "SELECT tenant_id FROM devices WHERE id = ?", id).Scan(&owner)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return sphere.Errorf(sphere.ENotFound, "device %s is not registered; its manufacturer registers it first", id)
+		case err != nil:
+			return err
+		case owner.Valid && owner.String == t.id:
+			return sphere.Errorf(sphere.EConflict, "device %s is already claimed by this tenant", id)
+		case owner.Valid:
+			return sphere.Errorf(sphere.EConflict, "device %s is claimed by another tenant; its owner must release it first", id)
+		}
+		_, err = q.exec(ctx, "UPDATE devices SET tenant_id = ?, device_group_id = ?, claimed_at = ? WHERE id = ? AND tenant_id IS NULL",
+			t.id, groupID, now, id)
+		return err
+	})
+	if err != nil {
+		return sphere.Device{}, fmt.Errorf("store.ClaimDevice: %w", err)
+	}
+	return t.GetDevice(ctx, id)
+}
+
+// MoveDevice puts a claimed device into another device group of the tenant.
+func (t *TenantStore) MoveDevice(ctx context.Context, id, group string) (sphere.Device, error) {
+	if _, err := t.GetDevice(ctx, id); err != nil {
+		return sphere.Device{}, err
+	}
+	if group == "" {
+		return sphere.Device{}, sphere.Errorf(sphere.EInvalid, "device_group_id is required")
+	}
+	g, err := t.GetDeviceGroup(ctx, group)
+	if err != nil {
+		return sphere.Device{}, err
+	}
+	if _, err := t.s.exec(ctx, "UPDATE devices SET device_group_id = ? WHERE tenant_id = ? AND id = ?", g.ID, t.id, id); err != nil {
+		return sphere.Device{}, fmt.Errorf("store.MoveDevice: %w", err)
+	}
+	return t.GetDevice(ctx, id)
+}
+
+// ReleaseDevice gives up the tenant's claim: the device stays registered and
+// any tenant can claim it again.
+func (t *TenantStore) ReleaseDevice(ctx context.Context, id string) (sphere.Device, error) {
+	if _, err := t.GetDevice(ctx, id); err != nil {
+		return sphere.Device{}, err
+	}
+	if _, err := t.s.exec(ctx, "UPDATE devices SET tenant_id = NULL, device_group_id = NULL, claimed_at = NULL WHERE tenant_id = ? AND id = ?", t.id, id); err != nil {
+		return sphere.Device{}, fmt.Errorf("store.ReleaseDevice: %w", err)
+	}
+	return t.s.GetDevice(ctx, id)
+}
+
+// DeviceFilter narrows ListDevices.
+type DeviceFilter struct {
+	Product     string // product id or name
+	DeviceGroup string // device group id
+	Unassigned  bool   // only devices in no group
+}
+
+// ListDevices lists the tenant's devices ordered by id.
+func (t *TenantStore) ListDevices(ctx context.Context, f DeviceFilter, p PageRequest) (sphere.Page[sphere.Device], error) {
+	size, after, err := p.cursor("devices")
+	if err != nil {
+		return sphere.Page[sphere.Device]{}, err
+	}
+	q := "SELECT " + deviceColumns + deviceFrom + "WHERE d.tenant_id = ? AND d.id > ?"
+	args := []any{t.id, after}
+	if f.Product != "" {
+		prod, err := t.GetProduct(ctx, f.Product)
+		if err != nil {
+			return sphere.Page[sphere.Device]{}, err
+		}
+		q += " AND g.product_id = ?"
+		args = append(args, prod.ID)
+	}
+	if f.DeviceGroup != "" {
+		if _, err := t.GetDeviceGroup(ctx, f.DeviceGroup); err != nil {
+			return sphere.Page[sphere.Device]{}, err
+		}
+		q += " AND d.device_group_id = ?"
+		args = append(args, f.DeviceGroup)
+	}
+	if f.Unassigned {
+		q += " AND d.device_group_id IS NULL"
+	}
+	q += " ORDER BY d.id LIMIT ?"
+	items, err := collect(ctx, t.s, q, append(args, size+1), scanDevice)
+	if err != nil {
+		return sphere.Page[sphere.Device]{}, fmt.Errorf("store.ListDevices: %w", err)
+	}
+	return finishPage(items, size, "devices", func(d sphere.Device) string { return d.ID }), nil
+}
+
+// ListAllDevices lists every registered device (operators only), optionally
+// only the unclaimed ones.
+func (s *Store) ListAllDevices(ctx context.Context, unclaimed bool, p PageRequest) (sphere.Page[sphere.Device], error) {
+	size, after, err := p.cursor("all-devices")
+	if err != nil {
+		return sphere.Page[sphere.Device]{}, err
+	}
+	q := "SELECT " + deviceColumns + deviceFrom + "WHERE d.id > ?"
+	if unclaimed {
+		q += " AND d.tenant_id IS NULL"
+	}
+	items, err := collect(ctx, s, q+" ORDER BY d.id LIMIT ?", []any{after, size + 1}, scanDevice)
+	if err != nil {
+		return sphere.Page[sphere.Device]{}, fmt.Errorf("store.ListAllDevices: %w", err)
+	}
+	return finishPage(items, size, "all-devices", func(d sphere.Device) string { return d.ID }), nil
+}

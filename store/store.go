@@ -1,0 +1,198 @@
+// Package store keeps the security service's state in SQL: SQLite
+// (modernc.org/sqlite, pure Go, WAL) for the embedded default and
+// PostgreSQL (pgx) to scale out. Both share one SQL layer; the few dialect
+// differences live in dialect.go. Store methods that act inside a tenant are
+// reachable only through a TenantStore, which adds the tenant to every query:
+// that is the one place where tenant scoping is enforced.
+//
+// The store validates what it writes (names, roles, keys) so that no caller
+// can put a bad row in, and returns *sphere.Error values for every failure a
+// caller can cause.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// Config says which database to open.
+type Config struct {
+	// DSN is "postgres://..." (or "postgresql://...") for PostgreSQL, or
+	// a SQLite file path, optionally prefixed with "sqlite:". Required.
+	DSN string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives migration and maintenance messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is the service's database.
+type Store struct {
+	db  *sql.DB
+	d   dialect
+	now func() time.Time
+	log *slog.Logger
+}
+
+// Open connects to the database and applies any pending migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s := &Store{now: cfg.Now, log: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	dsn := cfg.DSN
+	var err error
+	switch {
+	case dsn == "":
+		return nil, errors.New("store.Open: no database given")
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.d = postgres
+		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			s.db.SetMaxOpenConns(32)
+			s.db.SetMaxIdleConns(32)
+		}
+	default:
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		s.d = sqlite
+		// WAL lets readers run beside the writer; synchronous=FULL makes a
+		// committed transaction survive a power cut; immediate transactions
+		// take the write lock up front so that two writers never deadlock.
+		s.db, err = sql.Open("sqlite", "file:"+path+
+			"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
+			"&_pragma=busy_timeout(10000)&_txlock=immediate")
+		if err == nil {
+			s.db.SetMaxOpenConns(8)
+			s.db.SetMaxIdleConns(8)
+			s.db.SetConnMaxIdleTime(0)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store.Open: %w", err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("store.Open: connect: %w", err)
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers; /readyz uses it.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Dialect names the database in use: "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.d.name }
+
+// newID returns a time-ordered UUID (version 7), so that ordering by id is
+// ordering by creation and ids make stable pagination cursors.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// isUUID reports whether s is shaped like an id made by newID.
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+func (s *Store) nowMicro() int64 { return s.now().UTC().UnixMicro() }
+
+func fromMicro(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func fromMicroPtr(us sql.NullInt64) *time.Time {
+	if !us.Valid {
+		return nil
+	}
+	t := fromMicro(us.Int64)
+	return &t
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// tx runs fn in a transaction and commits it if fn returns nil.
+func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(&querier{tx: t, d: s.d}); err != nil {
+		t.Rollback()
+		return err
+	}
+	if err := t.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// querier runs dialect-rebound queries inside one transaction.
+type querier struct {
+	tx *sql.Tx
+	d  dialect
+}
+
+func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return q.tx.ExecContext(ctx, q.d.rebind(query), args...)
+}
+
+func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.tx.QueryContext(ctx, q.d.rebind(query), args...)
+}
+
+func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return q.tx.QueryRowContext(ctx, q.d.rebind(query), args...)
+}
+
+// Queries outside a transaction.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.d.rebind(query), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.db.QueryRowContext(ctx, s.d.rebind(query), args...)
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.db.ExecContext(ctx, s.d.rebind(query), args...)
+}
+
+// randomBytes fills n bytes from the system CSPRNG.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return b
+}
