@@ -1,0 +1,287 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/api"
+	"github.com/opensphere/sphere/client"
+)
+
+func (a *app) deviceCommand() *cobra.Command {
+	cmd := a.tenantFlag(&cobra.Command{
+		Use:   "device",
+		Short: "Register devices at manufacture, claim them into the tenant, list, move and release them",
+		Long: `A device is known by its identity key: its id is the lowercase hex SHA-256 of
+that key's SubjectPublicKeyInfo (64 characters). Its manufacturer registers its
+public keys (operators only); then a tenant claims it, and it belongs to that
+tenant until an Administrator releases it.`,
+	})
+	cmd.AddCommand(a.deviceRegister(), a.deviceClaim(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease())
+	return cmd
+}
+
+func (a *app) showDevices(ctx context.Context, c *client.Client, tp string, ds []sphere.Device) error {
+	if a.output == "json" {
+		return a.show(ds, nil, nil)
+	}
+	names, err := groupNames(ctx, c, tp)
+	if err != nil {
+		return err
+	}
+	rows := make([][]string, len(ds))
+	for i, d := range ds {
+		group := "(unassigned)"
+		if d.DeviceGroupID != "" {
+			group = names[d.DeviceGroupID]
+		}
+		rows[i] = []string{d.ID, group, tsPtr(d.ClaimedAt)}
+	}
+	return a.show(ds, []string{"DEVICE ID", "DEVICE GROUP", "CLAIMED"}, rows)
+}
+
+func (a *app) showDevice(d sphere.Device) error {
+	ek := "none"
+	if d.EKCertificate != "" {
+		ek = "present"
+	}
+	return a.showFields(d, [][2]string{{"Device ID", d.ID}, {"Tenant ID", orDash(d.TenantID)}, {"Product ID", orDash(d.ProductID)},
+		{"Device group ID", orDash(d.DeviceGroupID)}, {"Registered", ts(d.RegisteredAt)}, {"Claimed", tsPtr(d.ClaimedAt)},
+		{"EK certificate", ek}})
+}
+
+// deviceRecord is the registration record a device prints at manufacture
+// (`sphere agent identity`): its public keys and, to check them, its id.
+type deviceRecord struct {
+	api.RegisterDevice
+	DeviceID string `json:"device_id,omitempty"`
+}
+
+func readFileFlag(name, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", name, err)
+	}
+	return string(b), nil
+}
+
+func (a *app) deviceRegister() *cobra.Command {
+	var file, idKey, akKey, ek string
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Register a device's public keys at manufacture (operators only)",
+		Long: `Register a device from its registration record (JSON with identity_public_key,
+attestation_public_key, optional ek_certificate and device_id), or from PEM
+files. Registering the same keys again is harmless.`,
+		Example: `  sphere device register --file record.json
+  sphere device register --identity-key id.pub --attestation-key ak.pub`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var rec deviceRecord
+			switch {
+			case file != "" && (idKey != "" || akKey != ""):
+				return errors.New("give either --file or --identity-key/--attestation-key, not both")
+			case file != "":
+				b, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(b, &rec); err != nil {
+					return fmt.Errorf("%s is not a JSON registration record: %w", file, err)
+				}
+			case idKey != "" && akKey != "":
+				var err error
+				if rec.IdentityPublicKey, err = readFileFlag("identity-key", idKey); err != nil {
+					return err
+				}
+				if rec.AttestationPublicKey, err = readFileFlag("attestation-key", akKey); err != nil {
+					return err
+				}
+				if rec.EKCertificate, err = readFileFlag("ek-cert", ek); err != nil {
+					return err
+				}
+			default:
+				return errors.New("give --file record.json, or both --identity-key and --attestation-key")
+			}
+			c, _, err := a.client()
+			if err != nil {
+				return err
+			}
+			var d sphere.Device
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/devices", nil, rec.RegisterDevice, &d); err != nil {
+				return err
+			}
+			if rec.DeviceID != "" && rec.DeviceID != d.ID {
+				return fmt.Errorf("the record says device id %s but its identity key gives %s: the record is inconsistent", rec.DeviceID, d.ID)
+			}
+			return a.showDevice(d)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&file, "file", "", "registration record (JSON) from `sphere agent identity`")
+	fl.StringVar(&idKey, "identity-key", "", "identity public key file (PEM or DER)")
+	fl.StringVar(&akKey, "attestation-key", "", "attestation public key file (PEM or DER)")
+	fl.StringVar(&ek, "ek-cert", "", "TPM endorsement key certificate file (PEM), optional")
+	return cmd
+}
+
+func devicePath(tp, id string) string { return tp + "/devices/" + url.PathEscape(id) }
+
+func (a *app) deviceClaim() *cobra.Command {
+	var id, group string
+	cmd := &cobra.Command{
+		Use:     "claim",
+		Short:   "Claim a registered device into the tenant (needs Contributor)",
+		Example: `  sphere device claim --device 3f9a... --device-group "Coffee Maker/Development"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var in api.ClaimDevice
+				if group != "" {
+					gid, err := resolveGroup(cmd.Context(), c, tp, group)
+					if err != nil {
+						return err
+					}
+					in.DeviceGroup = gid
+				}
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/claim", nil, in, &d); err != nil {
+					return err
+				}
+				return a.showDevice(d)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	cmd.Flags().StringVar(&group, "device-group", "", `device group id or "Product/Group" (default: unassigned)`)
+	requireFlags(cmd, "device")
+	return cmd
+}
+
+func (a *app) deviceList() *cobra.Command {
+	var product, group string
+	var unassigned bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the tenant's devices",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				q := url.Values{}
+				if product != "" {
+					q.Set("product", product)
+				}
+				if group != "" {
+					gid, err := resolveGroup(cmd.Context(), c, tp, group)
+					if err != nil {
+						return err
+					}
+					q.Set("device_group", gid)
+				}
+				if unassigned {
+					q.Set("unassigned", "true")
+				}
+				ds, err := listAll[sphere.Device](cmd.Context(), c, tp+"/devices", q)
+				if err != nil {
+					return err
+				}
+				return a.showDevices(cmd.Context(), c, tp, ds)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&product, "product", "", "only devices of this product (name or id)")
+	cmd.Flags().StringVar(&group, "device-group", "", `only devices in this group (id or "Product/Group")`)
+	cmd.Flags().BoolVar(&unassigned, "unassigned", false, "only devices in no group")
+	return cmd
+}
+
+func (a *app) deviceShow() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show a device",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "GET", devicePath(tp, id), nil, nil, &d); err != nil {
+					return err
+				}
+				return a.showDevice(d)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	requireFlags(cmd, "device")
+	return cmd
+}
+
+func (a *app) deviceUpdate() *cobra.Command {
+	var id, group string
+	cmd := &cobra.Command{
+		Use:     "update",
+		Short:   "Move a device to another device group (needs Contributor)",
+		Example: `  sphere device update --device 3f9a... --device-group "Coffee Maker/Field Test"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				gid, err := resolveGroup(cmd.Context(), c, tp, group)
+				if err != nil {
+					return err
+				}
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "PATCH", devicePath(tp, id), nil, api.UpdateDevice{DeviceGroup: gid}, &d); err != nil {
+					return err
+				}
+				return a.showDevice(d)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	cmd.Flags().StringVar(&group, "device-group", "", `target device group id or "Product/Group"`)
+	requireFlags(cmd, "device", "device-group")
+	return cmd
+}
+
+func (a *app) deviceRelease() *cobra.Command {
+	var id string
+	var confirm bool
+	cmd := &cobra.Command{
+		Use:   "release",
+		Short: "Release the tenant's claim on a device (needs Administrator and --confirm; audited)",
+		Long: `Release the tenant's claim on a device. The device leaves the tenant and its
+group; it stays registered, and any tenant may claim it again. This is written
+to the audit log and needs --confirm.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !confirm {
+				return errors.New("releasing a device removes it from this tenant; add --confirm to go ahead")
+			}
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/release", nil, api.ReleaseDevice{Confirm: true}, &d); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return a.show(d, nil, nil)
+				}
+				a.note("Released device %s.", d.ID)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, release it")
+	requireFlags(cmd, "device")
+	return cmd
+}

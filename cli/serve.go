@@ -1,0 +1,178 @@
+package cli
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opensphere/sphere/server"
+	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/tlsutil"
+)
+
+// serveFlags are the options of `sphere serve`.
+type serveFlags struct {
+	addr, dataDir, db      string
+	tlsCert, tlsKey        string
+	hosts                  []string
+	logLevel, logFormat    string
+	adminUser, firstTenant string
+	shutdownTimeout        time.Duration
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the OpenSphere security service",
+		Long: `Run the security service: the admin API under /api/v1, /healthz, /readyz and
+/metrics, over HTTPS.
+
+With no flags it keeps everything under ./sphere-data: a SQLite database
+(sphere.db) and a self-signed server certificate (tls/server.crt, made on first
+start). Pass --db postgres://... to keep state in PostgreSQL instead (any number
+of replicas may share it), and --tls-cert/--tls-key to use your own certificate.
+
+On the first start against an empty database it creates the operator user
+"admin", a first tenant "Default" where admin is Administrator, and prints
+admin's API token once. Only its hash is stored. If it is lost, run
+` + "`sphere admin recover-token`" + ` on the service's host.
+
+SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.serve(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:8443", "address to listen on; use :8443 to accept devices and admins from other hosts")
+	fl.StringVar(&f.dataDir, "data-dir", "./sphere-data", "directory for the SQLite database and generated TLS material")
+	fl.StringVar(&f.db, "db", "", "database: empty for SQLite in --data-dir, or postgres://user@host:5432/db")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain (PEM); empty makes a self-signed one in --data-dir/tls")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "server private key (PEM) for --tls-cert")
+	fl.StringSliceVar(&f.hosts, "hostname", nil, "extra DNS names or IPs for the self-signed certificate (localhost, 127.0.0.1 and ::1 are always in)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fl.StringVar(&f.adminUser, "bootstrap-user", "admin", "name of the operator user created on first start")
+	fl.StringVar(&f.firstTenant, "bootstrap-tenant", "Default", "name of the tenant created on first start")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain requests in flight on SIGINT/SIGTERM")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q is not text or json", format)
+}
+
+// dsnFor returns the database to open: --db, or SQLite in the data dir.
+func dsnFor(dataDir, db string) string {
+	if db != "" {
+		return db
+	}
+	return filepath.Join(dataDir, "sphere.db")
+}
+
+func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
+	ctx := cmd.Context()
+	log, err := newLogger(a.stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(ctx, store.Config{DSN: dsnFor(f.dataDir, f.db), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var cert tls.Certificate
+	caHint := ""
+	if f.tlsCert != "" {
+		if cert, err = tls.LoadX509KeyPair(f.tlsCert, f.tlsKey); err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+	} else {
+		var info tlsutil.SelfSigned
+		cert, info, err = tlsutil.LoadOrCreateSelfSigned(filepath.Join(f.dataDir, "tls"), f.hosts, time.Now())
+		if err != nil {
+			return err
+		}
+		if info.Created {
+			log.Info("created a self-signed server certificate", "cert", info.CertFile)
+		}
+		caHint = info.CertFile
+	}
+
+	secret, err := st.Bootstrap(ctx, f.adminUser, f.firstTenant)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{Store: st, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	url := "https://" + listenURLHost(ln.Addr())
+	fmt.Fprintf(a.stdout, "OpenSphere %s listening on %s (database: %s)\n", Version, url, st.Dialect())
+	if secret != "" {
+		login := fmt.Sprintf("sphere login --server %s --token %s", url, secret)
+		if caHint != "" {
+			login += " --ca-file " + caHint
+		}
+		fmt.Fprintf(a.stdout, `
+First start: created operator %q, Administrator of tenant %q.
+Its API token is shown only this once and stored only as a hash:
+
+  %s
+
+Log in with:
+
+  %s
+
+`, f.adminUser, f.firstTenant, secret, login)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	log.Info("serving", "addr", ln.Addr().String(), "db", st.Dialect(), "version", Version)
+	err = srv.Serve(ctx, ln, tc)
+	log.Info("stopped")
+	return err
+}
+
+// listenURLHost turns a listener address into the host:port to put in a
+// URL: a wildcard address becomes 127.0.0.1 so that the printed login
+// command works on this host.
+func listenURLHost(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + port
+}

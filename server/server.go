@@ -1,0 +1,139 @@
+// Package server is OpenSphere's security service over HTTP: the admin REST
+// API under /api/v1 (bearer tokens, JSON, one error shape), its OpenAPI
+// document, /healthz, /readyz and /metrics. Every route is one row of the
+// table in routes.go, which drives authentication, the role check, tenant
+// scoping, input decoding, auditing, metrics and the OpenAPI document, so
+// no handler does any of those by itself. The device-facing API
+// (/device/v1) joins the same table when attestation lands.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/opensphere/sphere/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store holds the service's state. Required.
+	Store *store.Store
+	// Logger receives request and error logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Version is reported by /healthz; empty means "dev".
+	Version string
+	// Registry receives the server's Prometheus metrics and is served at
+	// /metrics; nil means a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// ShutdownTimeout bounds how long Serve waits for requests in flight
+	// after its context ends; zero means 20 seconds.
+	ShutdownTimeout time.Duration
+}
+
+// Server is the security service's HTTP front.
+type Server struct {
+	store   *store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	version string
+	routes  []*route
+	handler http.Handler
+	metrics *metrics
+	reg     *prometheus.Registry
+	ready   atomic.Bool
+	stopIn  time.Duration
+}
+
+// New builds a Server and its route table.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server.New: no store")
+	}
+	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	if s.stopIn == 0 {
+		s.stopIn = 20 * time.Second
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	var err error
+	if s.metrics, err = newMetrics(s.reg); err != nil {
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	mux := http.NewServeMux()
+	s.routes = s.routeTable()
+	for _, rt := range s.routes {
+		mux.Handle(rt.Method+" "+rt.Path, s.serveRoute(rt))
+	}
+	s.handleSystem(mux)
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.log, notFoundRoute(r))
+	}))
+	s.handler = s.withRequestID(s.withRecover(s.withAccessLog(mux)))
+	s.ready.Store(true)
+	return s, nil
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve answers HTTPS on ln until ctx ends, then stops taking requests and
+// waits up to the shutdown timeout for those in flight. /readyz fails from
+// the moment shutdown starts so that load balancers drain this replica.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      120 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server.Serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.ready.Store(false)
+	s.log.Info("shutting down; draining requests in flight", "timeout", s.stopIn)
+	sctx, cancel := context.WithTimeout(context.Background(), s.stopIn)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("server.Serve: shutdown: %w", err)
+	}
+	return nil
+}
