@@ -36,7 +36,16 @@ certificate checks altogether and is only for a first look in a lab.`,
 			if err != nil {
 				return err
 			}
-			if len(me.Roles) == 1 {
+			// Keep the tenant selected before if this user still holds a
+			// role there; otherwise select the only tenant, if just one.
+			if old, err := loadConfig(path); err == nil {
+				for _, r := range me.Roles {
+					if r.TenantID == old.Tenant {
+						cfg.Tenant = old.Tenant
+					}
+				}
+			}
+			if cfg.Tenant == "" && len(me.Roles) == 1 {
 				cfg.Tenant = me.Roles[0].TenantID
 			}
 			if err := saveConfig(path, &cfg); err != nil {
