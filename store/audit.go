@@ -34,15 +34,15 @@ type AuditFilter struct {
 
 // ListAudit lists the tenant's audit entries, newest first.
 func (t *TenantStore) ListAudit(ctx context.Context, f AuditFilter, p PageRequest) (sphere.Page[sphere.AuditEntry], error) {
-	return t.s.listAudit(ctx, t.id, f, p)
+	return t.s.listAudit(ctx, true, t.id, f, p)
 }
 
 // ListAllAudit lists every audit entry, newest first (operators only).
 func (s *Store) ListAllAudit(ctx context.Context, f AuditFilter, p PageRequest) (sphere.Page[sphere.AuditEntry], error) {
-	return s.listAudit(ctx, "", f, p)
+	return s.listAudit(ctx, false, "", f, p)
 }
 
-func (s *Store) listAudit(ctx context.Context, tenant string, f AuditFilter, p PageRequest) (sphere.Page[sphere.AuditEntry], error) {
+func (s *Store) listAudit(ctx context.Context, scoped bool, tenant string, f AuditFilter, p PageRequest) (sphere.Page[sphere.AuditEntry], error) {
 	size, after, err := p.cursor("audit")
 	if err != nil {
 		return sphere.Page[sphere.AuditEntry]{}, err
@@ -57,7 +57,7 @@ func (s *Store) listAudit(ctx context.Context, tenant string, f AuditFilter, p P
 		q += " AND seq < ?"
 		args = append(args, seq)
 	}
-	if tenant != "" {
+	if scoped {
 		q += " AND tenant_id = ?"
 		args = append(args, tenant)
 	}

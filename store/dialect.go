@@ -13,11 +13,12 @@ import (
 type dialect struct {
 	name   string
 	serial string // auto-increment primary key column type
+	blob   string // byte-string column type
 }
 
 var (
-	sqlite   = dialect{name: "sqlite", serial: "INTEGER PRIMARY KEY AUTOINCREMENT"}
-	postgres = dialect{name: "postgres", serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+	sqlite   = dialect{name: "sqlite", serial: "INTEGER PRIMARY KEY AUTOINCREMENT", blob: "BLOB"}
+	postgres = dialect{name: "postgres", serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", blob: "BYTEA"}
 )
 
 // rebind turns ? placeholders into $1, $2, ... for PostgreSQL. Queries in
@@ -57,4 +58,11 @@ func isForeignKeyViolation(err error) bool {
 		return pg.Code == "23503"
 	}
 	return err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
+}
+
+// isSerializationFailure reports whether err is PostgreSQL telling a
+// serializable transaction to retry (serialization failure or deadlock).
+func isSerializationFailure(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
 }

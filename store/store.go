@@ -142,8 +142,35 @@ func boolInt(b bool) int {
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // tx runs fn in a transaction and commits it if fn returns nil.
+//
+// Transactions are serializable on both databases, so that the
+// check-then-write steps inside them (is the name free, is the device
+// unclaimed, is this the last Administrator) hold under concurrency: SQLite
+// takes its write lock at BEGIN (_txlock=immediate); PostgreSQL runs
+// SERIALIZABLE and reports conflicts as serialization failures, on which
+// fn is retried a few times from the start.
 func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
-	t, err := s.db.BeginTx(ctx, nil)
+	var opts *sql.TxOptions
+	if s.d.name == "postgres" {
+		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+	}
+	const attempts = 8
+	for attempt := 1; ; attempt++ {
+		err := s.tryTx(ctx, opts, fn)
+		if err == nil || !isSerializationFailure(err) || attempt == attempts {
+			return err
+		}
+		// Back off a little, with jitter, before running fn again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt) * time.Duration(1+randomBytes(1)[0]%8) * time.Millisecond):
+		}
+	}
+}
+
+func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(q *querier) error) error {
+	t, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
