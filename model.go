@@ -77,6 +77,9 @@ type Device struct {
 	AttestationPublicKey string `json:"attestation_public_key"`
 	// EKCertificate is the TPM endorsement key certificate (PEM), if any.
 	EKCertificate string `json:"ek_certificate,omitempty"`
+	// RoT is the kind of root of trust the manufacturer registered:
+	// "tpm" or "soft". Attestation trusts this, never the device's claim.
+	RoT string `json:"rot"`
 	// TenantID is empty while the device is unclaimed.
 	TenantID string `json:"tenant_id,omitempty"`
 	// DeviceGroupID and ProductID are empty while the device is unassigned.
@@ -84,6 +87,30 @@ type Device struct {
 	ProductID     string     `json:"product_id,omitempty"`
 	RegisteredAt  time.Time  `json:"registered_at"`
 	ClaimedAt     *time.Time `json:"claimed_at,omitempty"`
+	// RevokedAt is set while the device is revoked: attestation is refused.
+	RevokedAt     *time.Time `json:"revoked_at,omitempty"`
+	RevokedReason string     `json:"revoked_reason,omitempty"`
+	// LastAttestation is the outcome of the device's latest attestation.
+	LastAttestation *Attestation `json:"last_attestation,omitempty"`
+	// CertNotAfter is when the device's newest certificate expires.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+}
+
+// Attestation results.
+const (
+	AttestHealthy = "healthy" // certificate issued
+	AttestStale   = "stale"   // genuine but out of date: no certificate, updates only
+	AttestRefused = "refused" // not trusted; Reason says why
+)
+
+// Attestation is the outcome of one attestation.
+type Attestation struct {
+	At     time.Time `json:"at"`
+	Result string    `json:"result"`
+	// Reason is a machine code (see package attest) when Result is not
+	// healthy, with Detail for people.
+	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // AuditEntry records one mutating API call: who, what, when and the result.
@@ -105,4 +132,24 @@ type AuditEntry struct {
 type Page[T any] struct {
 	Items         []T    `json:"items"`
 	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
+// Measurement statuses in a tenant's allowlist.
+const (
+	MeasurementAllowed    = "allowed"    // devices running it are healthy
+	MeasurementDeprecated = "deprecated" // genuine but out of date: devices are stale
+)
+
+// AllowedMeasurement is software a tenant allows its devices to run,
+// identified by the SHA-256 that the device's agent measures: its own
+// binary ("agent") or its configuration ("config"). Image measurements
+// come from images themselves once they exist.
+type AllowedMeasurement struct {
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id"`
+	Type      string    `json:"type"`
+	Digest    string    `json:"digest"`
+	Name      string    `json:"name"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
 }

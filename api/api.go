@@ -146,6 +146,7 @@ type RegisterDevice struct {
 	IdentityPublicKey    string `json:"identity_public_key" doc:"PEM PUBLIC KEY, or base64 SubjectPublicKeyInfo DER"`
 	AttestationPublicKey string `json:"attestation_public_key" doc:"PEM PUBLIC KEY, or base64 SubjectPublicKeyInfo DER"`
 	EKCertificate        string `json:"ek_certificate,omitempty" doc:"TPM endorsement key certificate, PEM or base64 DER"`
+	RoT                  string `json:"rot,omitempty" doc:"root of trust: tpm (default) or soft (development; refused where hardware is required)"`
 }
 
 // ListAllDevices lists every registered device (operators).
@@ -186,4 +187,65 @@ type ListAudit struct {
 	Result string    `json:"-" query:"result" doc:"ok, error (any failure) or an error code"`
 	Since  time.Time `json:"-" query:"since" doc:"RFC 3339 time, inclusive"`
 	Until  time.Time `json:"-" query:"until" doc:"RFC 3339 time, exclusive"`
+}
+
+// ---- certificate authorities ----
+
+// CACertificate is a tenant CA as the API shows it: never its private key.
+type CACertificate struct {
+	ID          string     `json:"id"`
+	Thumbprint  string     `json:"thumbprint" doc:"SHA-256 of the certificate DER, hex"`
+	State       string     `json:"state" doc:"Active, Inactive, Expired or Revoked"`
+	Subject     string     `json:"subject"`
+	NotBefore   time.Time  `json:"not_before"`
+	NotAfter    time.Time  `json:"not_after"`
+	ActivatesAt time.Time  `json:"activates_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	PEM         string     `json:"pem"`
+}
+
+// PEMBundle is one or more PEM certificates.
+type PEMBundle struct {
+	PEM string `json:"pem"`
+}
+
+// CreateProof asks for a proof-of-possession certificate for a tenant CA.
+type CreateProof struct {
+	Code string `json:"code" doc:"the verification or registration code the cloud gave (AWS IoT, Azure DPS)"`
+}
+
+// ---- device revocation and the measurement allowlist ----
+
+// RevokeDevice revokes a device.
+type RevokeDevice struct {
+	Reason string `json:"reason" doc:"why; shown with every refused attestation"`
+}
+
+// AllowMeasurement adds software to the tenant's allowlist.
+type AllowMeasurement struct {
+	Type   string `json:"type" doc:"agent or config"`
+	Digest string `json:"digest" doc:"SHA-256, 64 hex characters"`
+	Name   string `json:"name,omitempty" doc:"a label, e.g. sphere-agent 1.4.0"`
+	Status string `json:"status,omitempty" doc:"allowed (default) or deprecated (devices become stale)"`
+}
+
+// ListMeasurements lists the tenant's allowlist.
+type ListMeasurements struct {
+	Paging
+}
+
+// ---- the device API ----
+
+// ChallengeRequest asks for an attestation challenge.
+type ChallengeRequest struct {
+	DeviceID string `json:"device_id"`
+}
+
+// DeviceSelf is what the device API says about the calling device.
+type DeviceSelf struct {
+	DeviceID      string    `json:"device_id"`
+	TenantID      string    `json:"tenant_id"`
+	DeviceGroupID string    `json:"device_group_id"`
+	ProductID     string    `json:"product_id"`
+	CertNotAfter  time.Time `json:"cert_not_after"`
 }

@@ -82,6 +82,9 @@ Every command has --help. Output is a table, or JSON with --output json.`,
 		a.deviceGroupCommand(),
 		a.deviceCommand(),
 		a.auditCommand(),
+		a.caCertCommand(),
+		a.measurementCommand(),
+		a.agentCommand(),
 		a.adminCommand(),
 		a.versionCommand(),
 	)
@@ -134,7 +137,7 @@ func (a *app) tenantPath(cfg *Config) (string, error) {
 
 // tenantFlag adds --tenant to a command acting inside a tenant.
 func (a *app) tenantFlag(cmd *cobra.Command) *cobra.Command {
-	cmd.PersistentFlags().StringVar(&a.tenant, "tenant", "", "tenant name or id (default: the one chosen with `sphere tenant select`)")
+	cmd.PersistentFlags().StringVar(&a.tenant, "tenant", "", "tenant name or id (default: the one chosen with sphere tenant select)")
 	return cmd
 }
 

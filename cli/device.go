@@ -24,7 +24,8 @@ that key's SubjectPublicKeyInfo (64 characters). Its manufacturer registers its
 public keys (operators only); then a tenant claims it, and it belongs to that
 tenant until an Administrator releases it.`,
 	})
-	cmd.AddCommand(a.deviceRegister(), a.deviceClaim(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease())
+	cmd.AddCommand(a.deviceRegister(), a.deviceClaim(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease(),
+		a.deviceRevoke(), a.deviceUnrevoke())
 	return cmd
 }
 
@@ -52,9 +53,26 @@ func (a *app) showDevice(d sphere.Device) error {
 	if d.EKCertificate != "" {
 		ek = "present"
 	}
-	return a.showFields(d, [][2]string{{"Device ID", d.ID}, {"Tenant ID", orDash(d.TenantID)}, {"Product ID", orDash(d.ProductID)},
-		{"Device group ID", orDash(d.DeviceGroupID)}, {"Registered", ts(d.RegisteredAt)}, {"Claimed", tsPtr(d.ClaimedAt)},
-		{"EK certificate", ek}})
+	fields := [][2]string{{"Device ID", d.ID}, {"Tenant ID", orDash(d.TenantID)}, {"Product ID", orDash(d.ProductID)},
+		{"Device group ID", orDash(d.DeviceGroupID)}, {"Root of trust", d.RoT}, {"Registered", ts(d.RegisteredAt)}, {"Claimed", tsPtr(d.ClaimedAt)},
+		{"EK certificate", ek}}
+	if d.RevokedAt != nil {
+		fields = append(fields, [2]string{"Revoked", ts(*d.RevokedAt) + ": " + d.RevokedReason})
+	}
+	if la := d.LastAttestation; la != nil {
+		last := ts(la.At) + " " + la.Result
+		if la.Reason != "" {
+			last += " (" + la.Reason + ")"
+		}
+		fields = append(fields, [2]string{"Last attestation", last})
+		if la.Detail != "" {
+			fields = append(fields, [2]string{"", la.Detail})
+		}
+	} else {
+		fields = append(fields, [2]string{"Last attestation", "never"})
+	}
+	fields = append(fields, [2]string{"Certificate expires", tsPtr(d.CertNotAfter)})
+	return a.showFields(d, fields)
 }
 
 // deviceRecord is the registration record a device prints at manufacture
@@ -128,7 +146,7 @@ files. Registering the same keys again is harmless.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&file, "file", "", "registration record (JSON) from `sphere agent identity`")
+	fl.StringVar(&file, "file", "", "registration record (JSON) printed by sphere agent identity")
 	fl.StringVar(&idKey, "identity-key", "", "identity public key file (PEM or DER)")
 	fl.StringVar(&akKey, "attestation-key", "", "attestation public key file (PEM or DER)")
 	fl.StringVar(&ek, "ek-cert", "", "TPM endorsement key certificate file (PEM), optional")
@@ -282,6 +300,55 @@ to the audit log and needs --confirm.`,
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, release it")
+	requireFlags(cmd, "device")
+	return cmd
+}
+
+func (a *app) deviceRevoke() *cobra.Command {
+	var id, reason string
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a device: attestation is refused from now on (needs Administrator)",
+		Long: `Revoke a device. Its attestations are refused with reason device_revoked, so it
+gets no new certificate, and the device API refuses its current certificate at
+once. Device certificates live 24 hours, so elsewhere (brokers, clouds) the last
+one stops working within a day without any revocation list. Undo with
+` + "`sphere device unrevoke`" + `.`,
+		Example: `  sphere device revoke --device 3f9a... --reason "reported stolen"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/revoke", nil, api.RevokeDevice{Reason: reason}, &d); err != nil {
+					return err
+				}
+				return a.showDevice(d)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (shown with every refused attestation)")
+	requireFlags(cmd, "device", "reason")
+	return cmd
+}
+
+func (a *app) deviceUnrevoke() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "unrevoke",
+		Short: "Lift a device's revocation (needs Administrator)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var d sphere.Device
+				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/unrevoke", nil, nil, &d); err != nil {
+					return err
+				}
+				return a.showDevice(d)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
 	requireFlags(cmd, "device")
 	return cmd
 }

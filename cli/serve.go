@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
@@ -23,6 +27,7 @@ import (
 type serveFlags struct {
 	addr, dataDir, db      string
 	tlsCert, tlsKey        string
+	kekFile                string
 	hosts                  []string
 	logLevel, logFormat    string
 	adminUser, firstTenant string
@@ -57,6 +62,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.StringVar(&f.db, "db", "", "database: empty for SQLite in --data-dir, or postgres://user@host:5432/db")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "server certificate chain (PEM); empty makes a self-signed one in --data-dir/tls")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "server private key (PEM) for --tls-cert")
+	fl.StringVar(&f.kekFile, "kek-file", "", "key-encryption key that seals CA keys at rest (64 hex characters, mode 0600); default --data-dir/kek, made on the first start")
 	fl.StringSliceVar(&f.hosts, "hostname", nil, "extra DNS names or IPs for the self-signed certificate (localhost, 127.0.0.1 and ::1 are always in)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -125,11 +131,15 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 		caHint = info.CertFile
 	}
 
+	authority, att, err := openAuthority(ctx, st, f.dataDir, f.kekFile, log)
+	if err != nil {
+		return err
+	}
 	secret, err := st.Bootstrap(ctx, f.adminUser, f.firstTenant)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
 	if err != nil {
 		return err
 	}
@@ -157,7 +167,11 @@ Log in with:
 `, f.adminUser, f.firstTenant, secret, login)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	// Devices present their certificate to the same listener; the device
+	// API verifies it per request against the tenant's CAs.
+	tc.ClientAuth = tls.RequestClientCert
 	log.Info("serving", "addr", ln.Addr().String(), "db", st.Dialect(), "version", Version)
+	go maintain(ctx, st, authority, log)
 	err = srv.Serve(ctx, ln, tc)
 	log.Info("stopped")
 	return err
@@ -175,4 +189,54 @@ func listenURLHost(addr net.Addr) string {
 		host = "[" + host + "]"
 	}
 	return host + ":" + port
+}
+
+// openAuthority opens the key-encryption key and the certificate authority.
+// The KEK file is made only on the very first start (no root CA in the
+// database yet); later a missing file is an error, so that a replica with
+// the wrong or no KEK never starts.
+func openAuthority(ctx context.Context, st *store.Store, dataDir, kekFile string, log *slog.Logger) (*ca.Authority, *attest.Service, error) {
+	if kekFile == "" {
+		kekFile = filepath.Join(dataDir, "kek")
+	}
+	_, err := st.ServiceCA(ctx)
+	first := sphere.ErrorCode(err) == sphere.ENotFound
+	if err != nil && !first {
+		return nil, nil, err
+	}
+	kek, created, err := ca.LoadOrCreateKEK(kekFile, first)
+	if err != nil {
+		if !first {
+			err = fmt.Errorf("%w; this database's CA keys are sealed with the key-encryption key made on its first start: pass it with --kek-file", err)
+		}
+		return nil, nil, err
+	}
+	if created {
+		log.Warn("created the key-encryption key; back it up: without it the CA keys cannot be opened", "file", kekFile)
+	}
+	authority, err := ca.New(ctx, ca.Config{Store: st, KEK: kek, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Logger: log})
+	return authority, att, err
+}
+
+// maintain rotates tenant CAs and forgets expired challenges, hourly.
+func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if err := authority.RotateAll(ctx); err != nil && ctx.Err() == nil {
+			log.Error("tenant CA rotation", "err", err)
+		}
+		if _, err := st.PurgeNonces(ctx); err != nil && ctx.Err() == nil {
+			log.Error("purging used challenges", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

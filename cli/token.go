@@ -91,7 +91,7 @@ func (a *app) tokenRevoke() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&id, "token", "", "token id (from `sphere token list`)")
+	cmd.Flags().StringVar(&id, "token", "", "token id, from sphere token list")
 	requireFlags(cmd, "token")
 	return cmd
 }

@@ -77,7 +77,13 @@ func shapeOf(t reflect.Type) inputShape {
 // ETooLarge or EUnsupported error that says what was wrong.
 func (s inputShape) decode(w http.ResponseWriter, r *http.Request) (reflect.Value, error) {
 	v := reflect.New(s.typ)
-	if err := s.decodeQuery(r.URL.Query(), v.Elem()); err != nil {
+	// r.URL.Query() drops what it cannot parse; a malformed query must be
+	// refused, not read as if the broken parameter were absent.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return v, sphere.Errorf(sphere.EInvalid, "the query string is malformed: %v", err)
+	}
+	if err := s.decodeQuery(q, v.Elem()); err != nil {
 		return v, err
 	}
 	if !s.hasBody {
@@ -135,6 +141,10 @@ func decodeJSONBody(body []byte, dst any) error {
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); err != io.EOF {
 		return sphere.Errorf(sphere.EInvalid, "request body has data after the JSON object")
+	}
+	// A struct also decodes from null, leaving every field zero.
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return sphere.Errorf(sphere.EInvalid, "request body must be a JSON object, not null")
 	}
 	return nil
 }

@@ -18,7 +18,7 @@ func (s *Server) OpenAPI() map[string]any {
 	g := &schemaGen{defs: map[string]any{}}
 	errRef := g.schema(reflect.TypeFor[api.ErrorBody]())
 	paths := map[string]map[string]any{}
-	for _, rt := range s.routes {
+	for _, rt := range append(append([]*route(nil), s.routes...), s.deviceRoutes...) {
 		op := map[string]any{
 			"summary":     rt.Summary,
 			"operationId": operationID(rt),
@@ -56,9 +56,19 @@ func (s *Server) OpenAPI() map[string]any {
 			return map[string]any{"description": desc, "content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 		}
 		responses["400"] = errResp("bad input; the message says what is wrong")
-		responses["401"] = errResp("no valid bearer token")
-		if rt.Access != AccessUser || rt.Role != "" {
+		if rt.Access == AccessDevice {
+			responses["401"] = errResp("no valid device certificate (mutual TLS)")
+		} else if rt.Access != AccessDeviceOpen {
+			responses["401"] = errResp("no valid bearer token")
+		}
+		switch rt.Access {
+		case AccessOperator, AccessTenant:
 			responses["403"] = errResp("the caller's role does not allow this")
+		case AccessDevice:
+			responses["403"] = errResp("the device is revoked")
+		}
+		if rt.Access == AccessDeviceOpen || rt.Access == AccessDevice {
+			op["security"] = []any{}
 		}
 		if rt.Access == AccessTenant || strings.Contains(rt.Path, "{") {
 			responses["404"] = errResp("not found, or in a tenant the caller holds no role in")
@@ -67,7 +77,10 @@ func (s *Server) OpenAPI() map[string]any {
 			responses["409"] = errResp("conflicts with the current state")
 		}
 		op["responses"] = responses
-		access := map[Access]string{AccessUser: "any authenticated user", AccessOperator: "operators only", AccessTenant: "role " + string(rt.Role) + " or higher in the tenant"}[rt.Access]
+		access := map[Access]string{AccessUser: "any authenticated user", AccessOperator: "operators only",
+			AccessTenant:     "role " + string(rt.Role) + " or higher in the tenant",
+			AccessDeviceOpen: "devices, without credentials (the evidence authenticates itself)",
+			AccessDevice:     "devices, with their certificate over mutual TLS"}[rt.Access]
 		op["description"] = rt.Summary + ". Access: " + access + "."
 		if rt.Action != "" {
 			op["description"] = op["description"].(string) + " Audited as " + rt.Action + "."
@@ -105,8 +118,15 @@ func tagOf(path string) string {
 func operationID(rt *route) string {
 	var b strings.Builder
 	b.WriteString(strings.ToLower(rt.Method))
-	for _, p := range strings.Split(strings.TrimPrefix(rt.Path, "/api/v1/"), "/") {
+	parts := strings.Split(strings.TrimPrefix(rt.Path, "/api/v1/"), "/")
+	for i, p := range parts {
 		if strings.HasPrefix(p, "{") {
+			// A path ending in a parameter acts on one item; naming the
+			// parameter keeps its id apart from the list's at the same
+			// path (getTenants, getTenantsByTenant).
+			if name := strings.Trim(p, "{}"); i == len(parts)-1 && name != "" {
+				b.WriteString("By" + strings.ToUpper(name[:1]) + name[1:])
+			}
 			continue
 		}
 		for _, w := range strings.FieldsFunc(p, func(r rune) bool { return r == '-' || r == '_' }) {

@@ -22,6 +22,12 @@ const (
 	// AccessTenant routes act inside the tenant named by {tenant} and need
 	// at least the route's Role there.
 	AccessTenant
+	// AccessDeviceOpen routes of the device API take no credentials: what
+	// they are sent (attestation evidence) authenticates itself.
+	AccessDeviceOpen
+	// AccessDevice routes of the device API need the device certificate
+	// over mutual TLS.
+	AccessDevice
 )
 
 // route is one row of the API table.
@@ -51,10 +57,15 @@ type RouteInfo struct {
 	Query                         []string
 }
 
-// Routes lists the API routes in table order.
-func (s *Server) Routes() []RouteInfo {
-	out := make([]RouteInfo, len(s.routes))
-	for i, rt := range s.routes {
+// Routes lists the admin API routes in table order.
+func (s *Server) Routes() []RouteInfo { return routeInfos(s.routes) }
+
+// DeviceRoutes lists the device API routes (/device/v1).
+func (s *Server) DeviceRoutes() []RouteInfo { return routeInfos(s.deviceRoutes) }
+
+func routeInfos(routes []*route) []RouteInfo {
+	out := make([]RouteInfo, len(routes))
+	for i, rt := range routes {
 		ri := RouteInfo{Method: rt.Method, Path: rt.Path, Summary: rt.Summary, Action: rt.Action,
 			Access: rt.Access, Role: rt.Role, Status: rt.Status, HasBody: rt.in.hasBody}
 		for _, q := range rt.in.query {
@@ -74,6 +85,7 @@ type call struct {
 	user   sphere.User
 	tenant *store.TenantStore // set on AccessTenant routes
 	role   sphere.Role        // the caller's role in tenant
+	device *sphere.Device     // set on AccessDevice routes
 	target string             // id of the resource changed, for the audit log
 }
 
@@ -120,6 +132,12 @@ func (s *Server) serveRoute(rt *route) http.Handler {
 // tenant the caller holds no role in is reported as not found, so that
 // nobody can learn which tenants exist.
 func (s *Server) authorize(c *call, rt *route) error {
+	switch rt.Access {
+	case AccessDeviceOpen:
+		return nil
+	case AccessDevice:
+		return s.authDevice(c)
+	}
 	tok, ok := strings.CutPrefix(c.r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		return sphere.Errorf(sphere.EUnauthenticated, "this route needs an API token: send the header \"Authorization: Bearer <token>\" (sphere login stores one)")
@@ -179,7 +197,7 @@ func (s *Server) audit(c *call, rt *route, status int, err error) {
 // pathTarget names the resource a request acts on, for the audit log; a
 // create handler replaces it with the id of what it made.
 func pathTarget(r *http.Request) string {
-	for _, p := range []string{"device", "product", "group", "user", "token"} {
+	for _, p := range []string{"device", "product", "group", "user", "token", "measurement", "ca"} {
 		if v := r.PathValue(p); v != "" {
 			return v
 		}

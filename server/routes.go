@@ -68,6 +68,14 @@ func (s *Server) routeTable() []*route {
 		{route{Method: get, Path: t + "/audit", Summary: "List the tenant's audit log, newest first", Access: AccessTenant, Role: sphere.RoleReader}, handle(s.listTenantAudit)},
 		{route{Method: get, Path: "/api/v1/audit", Summary: "List the whole audit log, newest first", Access: AccessOperator}, handle(s.listAllAudit)},
 	}
+	return finishRoutes(rows)
+}
+
+// finishRoutes fills in each row's handler types and default status.
+func finishRoutes(rows []struct {
+	route
+	h func(*route)
+}) []*route {
 	out := make([]*route, len(rows))
 	for i := range rows {
 		rt := rows[i].route
@@ -81,6 +89,16 @@ func (s *Server) routeTable() []*route {
 		out[i] = &rt
 	}
 	return out
+}
+
+// setTarget names what a create made as the audit target. A create that
+// failed made nothing (the store may still hand back an unused new id), so
+// it keeps the target taken from the path, as a call refused before its
+// handler ran does.
+func setTarget(c *call, id string, err error) {
+	if err == nil {
+		c.target = id
+	}
 }
 
 func page(p api.Paging) store.PageRequest {
@@ -125,7 +143,7 @@ func (s *Server) createToken(c *call, in *api.CreateToken) (api.NewToken, error)
 		exp = &e
 	}
 	tok, secret, err := s.store.CreateToken(c.ctx, c.user.ID, in.Name, exp)
-	c.target = tok.ID
+	setTarget(c, tok.ID, err)
 	return api.NewToken{Token: tok, Secret: secret}, err
 }
 
@@ -145,7 +163,7 @@ func (s *Server) listTenants(c *call, in *api.ListTenants) (sphere.Page[sphere.T
 
 func (s *Server) createTenant(c *call, in *api.CreateTenant) (sphere.Tenant, error) {
 	t, err := s.store.CreateTenant(c.ctx, in.Name, c.user.ID)
-	c.target = t.ID
+	setTarget(c, t.ID, err)
 	return t, err
 }
 
@@ -185,7 +203,7 @@ func (s *Server) listProducts(c *call, in *api.ListProducts) (sphere.Page[sphere
 
 func (s *Server) createProduct(c *call, in *api.CreateProduct) (sphere.Product, error) {
 	p, err := c.tenant.CreateProduct(c.ctx, in.Name, in.Description)
-	c.target = p.ID
+	setTarget(c, p.ID, err)
 	return p, err
 }
 
@@ -215,7 +233,7 @@ func (s *Server) createDeviceGroup(c *call, in *api.CreateDeviceGroup) (sphere.D
 		Product: in.Product, Name: in.Name, Description: in.Description,
 		OSFeed: in.OSFeed, UpdatePolicy: in.UpdatePolicy, RequireHardwareRoT: in.RequireHardwareRoT,
 	})
-	c.target = g.ID
+	setTarget(c, g.ID, err)
 	return g, err
 }
 
@@ -252,7 +270,7 @@ func keyBytes(what, s string) ([]byte, error) {
 }
 
 func (s *Server) registerDevice(c *call, in *api.RegisterDevice) (sphere.Device, error) {
-	var reg store.Registration
+	reg := store.Registration{RoT: in.RoT}
 	var err error
 	if reg.IdentityPublicKey, err = keyBytes("identity_public_key", in.IdentityPublicKey); err != nil {
 		return sphere.Device{}, err

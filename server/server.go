@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/store"
 )
 
@@ -37,6 +39,10 @@ type Config struct {
 	// Registry receives the server's Prometheus metrics and is served at
 	// /metrics; nil means a new registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// CA and Attest serve the device API (/device/v1) and the tenant CA
+	// routes. Required.
+	CA     *ca.Authority
+	Attest *attest.Service
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// after its context ends; zero means 20 seconds.
 	ShutdownTimeout time.Duration
@@ -45,15 +51,20 @@ type Config struct {
 // Server is the security service's HTTP front.
 type Server struct {
 	store   *store.Store
+	ca      *ca.Authority
+	attest  *attest.Service
+	trust   *trustCache
 	log     *slog.Logger
 	now     func() time.Time
 	version string
-	routes  []*route
-	handler http.Handler
-	metrics *metrics
-	reg     *prometheus.Registry
-	ready   atomic.Bool
-	stopIn  time.Duration
+	routes  []*route // the admin API
+	// deviceRoutes is the device API under /device/v1.
+	deviceRoutes []*route
+	handler      http.Handler
+	metrics      *metrics
+	reg          *prometheus.Registry
+	ready        atomic.Bool
+	stopIn       time.Duration
 }
 
 // New builds a Server and its route table.
@@ -61,7 +72,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server.New: no store")
 	}
-	s := &Server{store: cfg.Store, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
+	if cfg.CA == nil || cfg.Attest == nil {
+		return nil, errors.New("server.New: no CA or attestation service")
+	}
+	s := &Server{store: cfg.Store, ca: cfg.CA, attest: cfg.Attest, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -82,9 +96,11 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(s.reg); err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	s.trust = newTrustCache(s.ca, s.now)
 	mux := http.NewServeMux()
-	s.routes = s.routeTable()
-	for _, rt := range s.routes {
+	s.routes = append(s.routeTable(), s.attestAdminRoutes()...)
+	s.deviceRoutes = s.deviceRouteTable()
+	for _, rt := range append(s.routes, s.deviceRoutes...) {
 		mux.Handle(rt.Method+" "+rt.Path, s.serveRoute(rt))
 	}
 	s.handleSystem(mux)

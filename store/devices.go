@@ -16,6 +16,9 @@ type Registration struct {
 	IdentityPublicKey    []byte // PEM or SubjectPublicKeyInfo DER
 	AttestationPublicKey []byte // PEM or SubjectPublicKeyInfo DER
 	EKCertificate        []byte // optional TPM endorsement key certificate, PEM or DER
+	// RoT is the kind of root of trust: "tpm" (the default when empty) or
+	// "soft". The manufacturer vouches for it by registering the device.
+	RoT string
 }
 
 // ParseRegistration validates a registration and returns the device it
@@ -34,6 +37,14 @@ func ParseRegistration(r Registration) (sphere.Device, error) {
 		ID:                   sphere.DeviceID(idDER),
 		IdentityPublicKey:    sphere.PublicKeyPEM(idDER),
 		AttestationPublicKey: sphere.PublicKeyPEM(akDER),
+		RoT:                  r.RoT,
+	}
+	switch d.RoT {
+	case "":
+		d.RoT = "tpm"
+	case "tpm", "soft":
+	default:
+		return d, sphere.Errorf(sphere.EInvalid, "root of trust %q is not tpm or soft", r.RoT)
 	}
 	if len(r.EKCertificate) > 0 {
 		der := r.EKCertificate
@@ -61,54 +72,63 @@ func (s *Store) RegisterDevice(ctx context.Context, r Registration) (sphere.Devi
 	}
 	now := s.nowMicro()
 	err = s.tx(ctx, func(q *querier) error {
-		var ak string
-		err := q.queryRow(ctx, "SELECT attestation_key FROM devices WHERE id = ?", d.ID).Scan(&ak)
+		var ak, kind string
+		err := q.queryRow(ctx, "SELECT attestation_key, rot_kind FROM devices WHERE id = ?", d.ID).Scan(&ak, &kind)
 		switch {
-		case err == nil && ak == d.AttestationPublicKey:
+		case err == nil && ak == d.AttestationPublicKey && kind == d.RoT:
 			return nil
+		case err == nil && ak == d.AttestationPublicKey:
+			return sphere.Errorf(sphere.EConflict, "device %s is already registered with root of trust %q, not %q", d.ID, kind, d.RoT)
 		case err == nil:
 			return sphere.Errorf(sphere.EConflict, "device %s is already registered with a different attestation key", d.ID)
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = q.exec(ctx, "INSERT INTO devices (id, identity_key, attestation_key, ek_cert, registered_at) VALUES (?, ?, ?, ?, ?)",
-			d.ID, d.IdentityPublicKey, d.AttestationPublicKey, d.EKCertificate, now)
+		_, err = q.exec(ctx, "INSERT INTO devices (id, identity_key, attestation_key, ek_cert, rot_kind, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
+			d.ID, d.IdentityPublicKey, d.AttestationPublicKey, d.EKCertificate, d.RoT, now)
 		return err
 	})
 	if err != nil {
 		return d, fmt.Errorf("store.RegisterDevice: %w", err)
 	}
-	return s.getDevice(ctx, "", d.ID)
+	return s.getDevice(ctx, false, "", d.ID)
 }
 
-const deviceColumns = "d.id, d.identity_key, d.attestation_key, d.ek_cert, d.tenant_id, d.device_group_id, g.product_id, d.registered_at, d.claimed_at"
+const deviceColumns = "d.id, d.identity_key, d.attestation_key, d.ek_cert, d.rot_kind, d.tenant_id, d.device_group_id, g.product_id, d.registered_at, d.claimed_at, " +
+	"d.revoked_at, d.revoked_reason, d.last_attest_at, d.last_attest_result, d.last_attest_reason, d.last_attest_detail, d.cert_not_after"
 const deviceFrom = " FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id "
 
 func scanDevice(row interface{ Scan(...any) error }) (sphere.Device, error) {
 	var d sphere.Device
 	var tenant, group, product sql.NullString
 	var reg int64
-	var claimed sql.NullInt64
-	err := row.Scan(&d.ID, &d.IdentityPublicKey, &d.AttestationPublicKey, &d.EKCertificate, &tenant, &group, &product, &reg, &claimed)
+	var claimed, revoked, attestAt, certNotAfter sql.NullInt64
+	var result, reason, detail string
+	err := row.Scan(&d.ID, &d.IdentityPublicKey, &d.AttestationPublicKey, &d.EKCertificate, &d.RoT, &tenant, &group, &product, &reg, &claimed,
+		&revoked, &d.RevokedReason, &attestAt, &result, &reason, &detail, &certNotAfter)
 	d.TenantID, d.DeviceGroupID, d.ProductID = tenant.String, group.String, product.String
-	d.RegisteredAt, d.ClaimedAt = fromMicro(reg), fromMicroPtr(claimed)
+	d.RegisteredAt, d.ClaimedAt, d.RevokedAt, d.CertNotAfter = fromMicro(reg), fromMicroPtr(claimed), fromMicroPtr(revoked), fromMicroPtr(certNotAfter)
+	if attestAt.Valid {
+		d.LastAttestation = &sphere.Attestation{At: fromMicro(attestAt.Int64), Result: result, Reason: reason, Detail: detail}
+	}
 	return d, err
 }
 
-// getDevice reads a device; a non-empty tenant restricts it to that tenant.
-func (s *Store) getDevice(ctx context.Context, tenant, id string) (sphere.Device, error) {
+// getDevice reads a device; scoped restricts it to tenant (even an empty
+// tenant id, which then matches nothing).
+func (s *Store) getDevice(ctx context.Context, scoped bool, tenant, id string) (sphere.Device, error) {
 	if err := sphere.ValidateDeviceID(id); err != nil {
 		return sphere.Device{}, err
 	}
 	q := "SELECT " + deviceColumns + deviceFrom + "WHERE d.id = ?"
 	args := []any{id}
-	if tenant != "" {
+	if scoped {
 		q += " AND d.tenant_id = ?"
 		args = append(args, tenant)
 	}
 	d, err := scanDevice(s.queryRow(ctx, q, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		if tenant != "" {
+		if scoped {
 			return d, sphere.Errorf(sphere.ENotFound, "device %s is not claimed by this tenant", id)
 		}
 		return d, sphere.Errorf(sphere.ENotFound, "device %s is not registered", id)
@@ -122,12 +142,12 @@ func (s *Store) getDevice(ctx context.Context, tenant, id string) (sphere.Device
 // GetDevice returns any registered device; for operators and for the
 // device-facing API, which authenticates the device itself.
 func (s *Store) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
-	return s.getDevice(ctx, "", id)
+	return s.getDevice(ctx, false, "", id)
 }
 
 // GetDevice returns a device claimed by the tenant.
 func (t *TenantStore) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
-	return t.s.getDevice(ctx, t.id, id)
+	return t.s.getDevice(ctx, true, t.id, id)
 }
 
 // ClaimDevice claims a registered, unclaimed device into the tenant and,
@@ -160,9 +180,15 @@ func (t *TenantStore) ClaimDevice(ctx context.Context, id, group string) (sphere
 		case owner.Valid:
 			return sphere.Errorf(sphere.EConflict, "device %s is claimed by another tenant; its owner must release it first", id)
 		}
-		_, err = q.exec(ctx, "UPDATE devices SET tenant_id = ?, device_group_id = ?, claimed_at = ? WHERE id = ? AND tenant_id IS NULL",
+		res, err := q.exec(ctx, "UPDATE devices SET tenant_id = ?, device_group_id = ?, claimed_at = ? WHERE id = ? AND tenant_id IS NULL",
 			t.id, groupID, now, id)
-		return err
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return sphere.Errorf(sphere.EConflict, "device %s was claimed by another tenant meanwhile", id)
+		}
+		return nil
 	})
 	if err != nil {
 		return sphere.Device{}, fmt.Errorf("store.ClaimDevice: %w", err)
@@ -257,4 +283,69 @@ func (s *Store) ListAllDevices(ctx context.Context, unclaimed bool, p PageReques
 		return sphere.Page[sphere.Device]{}, fmt.Errorf("store.ListAllDevices: %w", err)
 	}
 	return finishPage(items, size, "all-devices", func(d sphere.Device) string { return d.ID }), nil
+}
+
+// RevokeDevice revokes a device of the tenant: from now on its attestation
+// is refused with reason, so it gets no new certificate and its current one
+// (at most 24 hours old) is refused by the device API at once.
+func (t *TenantStore) RevokeDevice(ctx context.Context, id, reason string) (sphere.Device, error) {
+	if err := sphere.ValidateDescription(reason); err != nil {
+		return sphere.Device{}, err
+	}
+	if reason == "" {
+		return sphere.Device{}, sphere.Errorf(sphere.EInvalid, "a reason is required to revoke a device")
+	}
+	if _, err := t.GetDevice(ctx, id); err != nil {
+		return sphere.Device{}, err
+	}
+	if _, err := t.s.exec(ctx, "UPDATE devices SET revoked_at = ?, revoked_reason = ? WHERE tenant_id = ? AND id = ?", t.s.nowMicro(), reason, t.id, id); err != nil {
+		return sphere.Device{}, fmt.Errorf("store.RevokeDevice: %w", err)
+	}
+	return t.GetDevice(ctx, id)
+}
+
+// UnrevokeDevice lifts a revocation.
+func (t *TenantStore) UnrevokeDevice(ctx context.Context, id string) (sphere.Device, error) {
+	d, err := t.GetDevice(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	if d.RevokedAt == nil {
+		return d, sphere.Errorf(sphere.EPrecondition, "device %s is not revoked", id)
+	}
+	if _, err := t.s.exec(ctx, "UPDATE devices SET revoked_at = NULL, revoked_reason = '' WHERE tenant_id = ? AND id = ?", t.id, id); err != nil {
+		return sphere.Device{}, fmt.Errorf("store.UnrevokeDevice: %w", err)
+	}
+	return t.GetDevice(ctx, id)
+}
+
+// RecordAttestation stores the outcome of a device's attestation and, when
+// it was healthy, the certificate issued, in one transaction.
+func (s *Store) RecordAttestation(ctx context.Context, deviceID string, a sphere.Attestation, cert *IssuedCert) error {
+	err := s.tx(ctx, func(q *querier) error {
+		if _, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ? WHERE id = ?",
+			a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), deviceID); err != nil {
+			return err
+		}
+		if cert == nil {
+			return nil
+		}
+		if _, err := q.exec(ctx, "INSERT INTO device_certs (serial, tenant_id, device_id, ca_id, not_before, not_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			cert.Serial, cert.TenantID, deviceID, cert.CAID, cert.NotBefore.UnixMicro(), cert.NotAfter.UnixMicro(), s.nowMicro()); err != nil {
+			return err
+		}
+		_, err := q.exec(ctx, "UPDATE devices SET cert_not_after = ? WHERE id = ?", cert.NotAfter.UnixMicro(), deviceID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store.RecordAttestation: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

@@ -86,7 +86,7 @@ func (s *Store) Migrate(ctx context.Context) (int, error) {
 		if err != nil {
 			return applied, fmt.Errorf("store.Migrate: %w", err)
 		}
-		body := strings.ReplaceAll(m.sql, "{{serial}}", s.d.serial)
+		body := strings.NewReplacer("{{serial}}", s.d.serial, "{{blob}}", s.d.blob).Replace(m.sql)
 		for _, stmt := range splitStatements(body) {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				tx.Rollback()

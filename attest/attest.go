@@ -1,0 +1,278 @@
+// Package attest is the service side of remote attestation: stateless,
+// single-use challenges; verification of a device's evidence link by link
+// (challenge, registration and claim, root-of-trust kind, quote, event
+// log, identity certification, CSR); the policy that decides healthy,
+// stale or refused; and, when healthy, the device certificate from package
+// ca. It also holds the wire types the agent sends (Evidence).
+package attest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/store"
+)
+
+// Refusal reasons: machine codes that the agent logs and `sphere device
+// show` displays.
+const (
+	ReasonMalformed          = "malformed_evidence"
+	ReasonNonceInvalid       = "nonce_invalid" // forged, or issued to another device
+	ReasonNonceExpired       = "nonce_expired"
+	ReasonNonceReplayed      = "nonce_replayed"
+	ReasonUnregistered       = "device_unregistered"
+	ReasonUnclaimed          = "device_unclaimed"
+	ReasonUnassigned         = "device_unassigned"
+	ReasonRevoked            = "device_revoked"
+	ReasonRoTMismatch        = "rot_mismatch"
+	ReasonHardwareRequired   = "hardware_required"
+	ReasonQuoteInvalid       = "quote_invalid"
+	ReasonEventLogMismatch   = "event_log_mismatch"
+	ReasonCertifyInvalid     = "certify_invalid"
+	ReasonIdentityMismatch   = "identity_mismatch"
+	ReasonCSRInvalid         = "csr_invalid"
+	ReasonCSRKeyNotCertified = "csr_key_not_certified"
+	ReasonUnknownSoftware    = "unknown_software"
+	ReasonStaleSoftware      = "stale_software"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store *store.Store  // required
+	CA    *ca.Authority // required
+	// MACKey authenticates challenges; every replica needs the same one
+	// (derive it from the KEK). Required, at least 32 bytes.
+	MACKey []byte
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Service verifies evidence and issues certificates.
+type Service struct {
+	st     *store.Store
+	ca     *ca.Authority
+	macKey []byte
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// New makes a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.CA == nil || len(cfg.MACKey) < 32 {
+		return nil, errors.New("attest.New: store, CA and a 32-byte MAC key are required")
+	}
+	s := &Service{st: cfg.Store, ca: cfg.CA, macKey: cfg.MACKey, now: cfg.Now, log: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Result is the service's answer to evidence.
+type Result struct {
+	sphere.Attestation
+	DeviceID string `json:"device_id"`
+	// Certificate and Chain (PEM) are set when the result is healthy: the
+	// device certificate, then the tenant CA and the root.
+	Certificate string    `json:"certificate,omitempty"`
+	Chain       string    `json:"chain,omitempty"`
+	NotAfter    time.Time `json:"not_after,omitzero"`
+}
+
+func refuse(reason, format string, args ...any) Result {
+	return Result{Attestation: sphere.Attestation{Result: sphere.AttestRefused, Reason: reason, Detail: fmt.Sprintf(format, args...)}}
+}
+
+// Attest verifies evidence and decides. Refusals are results, not errors;
+// an error means the service could not decide (a database failure) and the
+// device should retry. Every decision about a registered device is
+// recorded on it.
+func (s *Service) Attest(ctx context.Context, ev *Evidence) (Result, error) {
+	res, dev, issued, err := s.decide(ctx, ev)
+	if err != nil {
+		return Result{}, err
+	}
+	res.DeviceID = ev.DeviceID
+	res.At = s.now().UTC()
+	if dev != nil {
+		var cert *store.IssuedCert
+		if issued != nil {
+			cert = issued.Record()
+		}
+		if err := s.st.RecordAttestation(ctx, dev.ID, res.Attestation, cert); err != nil {
+			return Result{}, err
+		}
+	}
+	lvl := slog.LevelInfo
+	if res.Result == sphere.AttestRefused {
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(ctx, lvl, "attestation", "device", ev.DeviceID, "result", res.Result, "reason", res.Reason, "detail", res.Detail)
+	return res, nil
+}
+
+func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Device, *ca.Issued, error) {
+	// 1. The challenge: ours, for this device, fresh, and unused.
+	challenge, expires, reason := s.checkChallenge(ev.Challenge, ev.DeviceID)
+	if reason != "" {
+		dev, err := s.registered(ctx, ev.DeviceID)
+		return refuse(reason, "the challenge is not valid for this device or has expired; ask for a new one"), dev, nil, err
+	}
+	fresh, err := s.st.UseNonce(ctx, nonceHash(challenge), expires)
+	if err != nil {
+		return Result{}, nil, nil, err
+	}
+	if !fresh {
+		dev, err := s.registered(ctx, ev.DeviceID)
+		return refuse(ReasonNonceReplayed, "this challenge was already answered"), dev, nil, err
+	}
+
+	// 2. The device: registered, claimed, in a group, not revoked.
+	dev, err := s.registered(ctx, ev.DeviceID)
+	if err != nil {
+		return Result{}, nil, nil, err
+	}
+	if dev == nil {
+		return refuse(ReasonUnregistered, "device %s is not registered", ev.DeviceID), nil, nil, nil
+	}
+	switch {
+	case dev.TenantID == "":
+		return refuse(ReasonUnclaimed, "the device is not claimed by any tenant"), dev, nil, nil
+	case dev.RevokedAt != nil:
+		return refuse(ReasonRevoked, "the device was revoked: %s", dev.RevokedReason), dev, nil, nil
+	case dev.DeviceGroupID == "":
+		return refuse(ReasonUnassigned, "the device is in no device group; assign it to one"), dev, nil, nil
+	}
+	tenant := s.st.Tenant(dev.TenantID)
+	group, err := tenant.GetDeviceGroup(ctx, dev.DeviceGroupID)
+	if err != nil {
+		return Result{}, nil, nil, err
+	}
+
+	// 3. The root of trust: what the manufacturer registered, and what
+	// the group demands.
+	if string(ev.RoT) != dev.RoT {
+		return refuse(ReasonRoTMismatch, "the evidence claims a %s root of trust but the device was registered with %s", ev.RoT, dev.RoT), dev, nil, nil
+	}
+	if group.RequireHardwareRoT && dev.RoT != string(rot.KindTPM) {
+		return refuse(ReasonHardwareRequired, "device group %q requires a hardware root of trust; this device's is %s", group.Name, dev.RoT), dev, nil, nil
+	}
+
+	// 4. The quote: signed by the registered attestation key, over our
+	// challenge, and explained by the event log.
+	ak, _, err := sphere.ParsePublicKey("attestation key", []byte(dev.AttestationPublicKey))
+	if err != nil {
+		return Result{}, nil, nil, fmt.Errorf("attest: stored attestation key of %s: %w", dev.ID, err)
+	}
+	pcr, err := rot.ReplayEventLog(ev.EventLog)
+	if err != nil {
+		return refuse(ReasonMalformed, "event log: %v", err), dev, nil, nil
+	}
+	if err := rot.VerifyQuote(ak, ev.Quote, QuoteNonce(challenge), pcr); err != nil {
+		if errors.Is(err, rot.ErrPCRMismatch) {
+			return refuse(ReasonEventLogMismatch, "the event log does not replay to the quoted measurements: %v", err), dev, nil, nil
+		}
+		return refuse(ReasonQuoteInvalid, "quote: %v", err), dev, nil, nil
+	}
+
+	// 5. The identity key: certified by the attestation key, the key the
+	// device was registered with, and the key of the CSR.
+	idKey, err := rot.VerifyCertify(ak, ev.Certify, ev.IdentityPublicArea, CertifyNonce(challenge))
+	if err != nil {
+		return refuse(ReasonCertifyInvalid, "identity key certification: %v", err), dev, nil, nil
+	}
+	regID, _, err := sphere.ParsePublicKey("identity key", []byte(dev.IdentityPublicKey))
+	if err != nil {
+		return Result{}, nil, nil, fmt.Errorf("attest: stored identity key of %s: %w", dev.ID, err)
+	}
+	if !idKey.Equal(regID) {
+		return refuse(ReasonIdentityMismatch, "the certified identity key is not the one the device was registered with"), dev, nil, nil
+	}
+	csr, err := x509.ParseCertificateRequest(ev.CSR)
+	if err != nil {
+		return refuse(ReasonCSRInvalid, "csr: %v", err), dev, nil, nil
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return refuse(ReasonCSRInvalid, "csr signature: %v", err), dev, nil, nil
+	}
+	csrKey, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !csrKey.Equal(idKey) {
+		return refuse(ReasonCSRKeyNotCertified, "the CSR's key is not the identity key that the attestation key certified"), dev, nil, nil
+	}
+
+	// 6. The software: every measurement allowed by the tenant.
+	if res, ok, err := s.judgeMeasurements(ctx, tenant, ev.EventLog); err != nil || !ok {
+		return res, dev, nil, err
+	}
+
+	// 7. Healthy: the certificate.
+	iss, err := s.ca.IssueDevice(ctx, dev.TenantID, dev.ID, csrKey)
+	if err != nil {
+		return Result{}, nil, nil, err
+	}
+	res := Result{Attestation: sphere.Attestation{Result: sphere.AttestHealthy}, NotAfter: iss.Cert.NotAfter,
+		Certificate: pemCert(iss.Cert)}
+	for _, c := range iss.Chain {
+		res.Chain += pemCert(c)
+	}
+	return res, dev, &iss, nil
+}
+
+// registered returns the device, or nil if it is not registered.
+func (s *Service) registered(ctx context.Context, id string) (*sphere.Device, error) {
+	d, err := s.st.GetDevice(ctx, id)
+	switch sphere.ErrorCode(err) {
+	case "":
+		return &d, nil
+	case sphere.ENotFound, sphere.EInvalid:
+		return nil, nil
+	}
+	return nil, err
+}
+
+// judgeMeasurements applies the tenant's allowlist to every measured
+// item: an unknown one refuses the device, a deprecated one makes it stale
+// (genuine, may fetch updates, gets no certificate). Image measurements
+// will be judged against the device's deployments here as well.
+func (s *Service) judgeMeasurements(ctx context.Context, tenant *store.TenantStore, events []rot.Event) (Result, bool, error) {
+	sawAgent := false
+	var stale []string
+	for _, e := range events {
+		sawAgent = sawAgent || e.Type == "agent"
+		m, ok, err := tenant.LookupMeasurement(ctx, e.Type, e.Digest)
+		if err != nil {
+			return Result{}, false, err
+		}
+		if !ok {
+			return refuse(ReasonUnknownSoftware, "%s %q with SHA-256 %s is not allowed in this tenant", e.Type, e.Name, e.Digest), false, nil
+		}
+		if m.Status == sphere.MeasurementDeprecated {
+			stale = append(stale, fmt.Sprintf("%s %q", e.Type, e.Name))
+		}
+	}
+	if !sawAgent {
+		return refuse(ReasonUnknownSoftware, "the event log has no measurement of the agent"), false, nil
+	}
+	if len(stale) > 0 {
+		return Result{Attestation: sphere.Attestation{Result: sphere.AttestStale, Reason: ReasonStaleSoftware,
+			Detail: fmt.Sprintf("deprecated software: %v; update the device", stale)}}, false, nil
+	}
+	return Result{}, true, nil
+}
+
+func pemCert(c *x509.Certificate) string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))
+}

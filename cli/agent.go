@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/opensphere/sphere/agent"
+	"github.com/opensphere/sphere/rot"
+)
+
+// agentFlags are the options shared by the agent commands.
+type agentFlags struct {
+	server, stateDir, rotKind, tpmDevice, caFile string
+	logLevel, logFormat                          string
+}
+
+func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/sphere-agent", "the agent's state: key blobs (TPM) or keys (soft), the device certificate")
+	fl.StringVar(&f.rotKind, "rot", "tpm", "root of trust: tpm, or soft for development and simulation (keys in files)")
+	fl.StringVar(&f.tpmDevice, "tpm", "", "TPM device (default /dev/tpmrm0, falling back to /dev/tpm0)")
+	if withServer {
+		fl.StringVar(&f.server, "server", "", "the security service, e.g. https://sphere.example.com:8443")
+		fl.StringVar(&f.caFile, "ca-file", "", "PEM bundle of CAs the device trusts for the service's TLS certificate (default: the system's)")
+		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	}
+}
+
+// openRoT opens the root of trust the flags name.
+func (f *agentFlags) openRoT() (rot.RootOfTrust, error) {
+	switch f.rotKind {
+	case "tpm":
+		return rot.OpenTPM(rot.TPMConfig{StateDir: f.stateDir, Device: f.tpmDevice})
+	case "soft":
+		return rot.OpenSoft(f.stateDir)
+	}
+	return nil, fmt.Errorf("--rot must be tpm or soft, not %q", f.rotKind)
+}
+
+func (a *app) agentCommand() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the device agent: measured state, daily attestation and certificates",
+		Long: `Run the device agent. It measures its own binary and settings into the root of
+trust, attests to the security service at start and again every 20 to 24 hours
+(renewing the 24-hour device certificate at about two thirds of its life), retries
+with exponential backoff and jitter, and uses the certificate, whose key never
+leaves the root of trust, for mutual TLS on every later call to the service.
+
+Before it can attest, the device must be registered (see "sphere agent identity")
+and claimed into a tenant and a device group, and the tenant must allow what the
+device measures (see "sphere agent measurements").`,
+		Example: `  sphere agent --server https://sphere.example.com:8443 --ca-file /etc/sphere/service-ca.pem --state-dir /var/lib/sphere-agent --rot tpm`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.server == "" {
+				return errors.New("--server is required")
+			}
+			log, err := newLogger(a.stderr, f.logLevel, f.logFormat)
+			if err != nil {
+				return err
+			}
+			var roots *x509.CertPool
+			if f.caFile != "" {
+				pemData, err := os.ReadFile(f.caFile)
+				if err != nil {
+					return err
+				}
+				roots = x509.NewCertPool()
+				if !roots.AppendCertsFromPEM(pemData) {
+					return fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
+				}
+			}
+			r, err := f.openRoT()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if r.Kind() == rot.KindSoft {
+				log.Warn("the root of trust is SOFTWARE: keys are files that anyone with access can copy; for development and simulation only")
+			}
+			ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log})
+			if err != nil {
+				return err
+			}
+			return ag.Run(cmd.Context())
+		},
+	}
+	f.register(cmd, true)
+	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements())
+	return cmd
+}
+
+func (a *app) agentIdentity() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "identity",
+		Short: "Print the device's registration record (JSON), creating its keys on first use",
+		Long: `Print the device's registration record: its id (SHA-256 of the identity key),
+the kind of root of trust, the identity and attestation public keys, and the TPM
+endorsement key certificate when the TPM has one. The keys are made in the root
+of trust the first time. At manufacture, give the record to
+"sphere device register --file record.json".`,
+		Example: `  sphere agent identity --rot tpm --state-dir /var/lib/sphere-agent > record.json`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := f.openRoT()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			rec, err := agent.IdentityRecord(r)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(a.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rec)
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+func (a *app) agentMeasurements() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "measurements",
+		Short: "Print what the agent measures (type, name, SHA-256), to allow it in the tenant",
+		Long: `Print the measurements the agent makes at start, with the same --server and
+--rot it runs with, so that an operator can allow them:
+"sphere measurement allow --type TYPE --digest SHA256".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := f.openRoT()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r})
+			if err != nil {
+				return err
+			}
+			events, err := ag.Measurements()
+			if err != nil {
+				return err
+			}
+			rows := make([][]string, len(events))
+			for i, e := range events {
+				rows[i] = []string{e.Type, e.Name, e.Digest}
+			}
+			return a.show(events, []string{"TYPE", "NAME", "SHA-256"}, rows)
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/api"
+	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/ca"
+)
+
+// deviceRouteTable is the device API. Devices first attest without a
+// certificate (the evidence authenticates them); every later call uses the
+// device certificate over mutual TLS.
+func (s *Server) deviceRouteTable() []*route {
+	rows := []struct {
+		route
+		h func(*route)
+	}{
+		{route{Method: http.MethodPost, Path: "/device/v1/challenge", Summary: "Get a single-use attestation challenge (valid 5 minutes)", Access: AccessDeviceOpen}, handle(s.deviceChallenge)},
+		{route{Method: http.MethodPost, Path: "/device/v1/attest", Summary: "Send attestation evidence; a healthy device gets its 24-hour certificate", Access: AccessDeviceOpen}, handle(s.deviceAttest)},
+		{route{Method: http.MethodGet, Path: "/device/v1/whoami", Summary: "Describe the calling device (mutual TLS)", Access: AccessDevice}, handle(s.deviceWhoami)},
+	}
+	return finishRoutes(rows)
+}
+
+func (s *Server) deviceChallenge(c *call, in *api.ChallengeRequest) (attest.Challenge, error) {
+	if err := sphere.ValidateDeviceID(in.DeviceID); err != nil {
+		return attest.Challenge{}, err
+	}
+	return s.attest.NewChallenge(c.ctx, in.DeviceID), nil
+}
+
+func (s *Server) deviceAttest(c *call, in *attest.Evidence) (attest.Result, error) {
+	if err := in.Validate(); err != nil {
+		return attest.Result{}, sphere.Errorf(sphere.EInvalid, "%v", err)
+	}
+	return s.attest.Attest(c.ctx, in)
+}
+
+func (s *Server) deviceWhoami(c *call, _ *api.Empty) (api.DeviceSelf, error) {
+	d := c.device
+	out := api.DeviceSelf{DeviceID: d.ID, TenantID: d.TenantID, DeviceGroupID: d.DeviceGroupID, ProductID: d.ProductID}
+	if len(c.r.TLS.PeerCertificates) > 0 {
+		out.CertNotAfter = c.r.TLS.PeerCertificates[0].NotAfter
+	}
+	return out, nil
+}
+
+// authDevice authenticates a device by its certificate: it must chain to a
+// usable CA of the tenant named in its URI SAN (never just to the shared
+// root, which would let one tenant's devices in as another's), be valid for
+// client authentication now, name the device in its CN, and the device must
+// still be claimed by that tenant and not revoked.
+func (s *Server) authDevice(c *call) error {
+	unauth := func(format string, args ...any) error {
+		return sphere.Errorf(sphere.EUnauthenticated, "this route needs the device certificate over mutual TLS: "+format, args...)
+	}
+	if c.r.TLS == nil || len(c.r.TLS.PeerCertificates) == 0 {
+		return unauth("none was presented; attest first to get one")
+	}
+	leaf := c.r.TLS.PeerCertificates[0]
+	tenantID, deviceID, ok := parseDeviceURI(leaf)
+	if !ok || leaf.Subject.CommonName != deviceID {
+		return unauth("it does not name a device")
+	}
+	roots, err := s.trust.pool(c.ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range c.r.TLS.PeerCertificates[1:] {
+		inter.AddCert(ic)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: s.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return unauth("it does not verify: %v", err)
+	}
+	d, err := s.store.GetDevice(c.ctx, deviceID)
+	if err != nil {
+		if sphere.ErrorCode(err) == sphere.ENotFound {
+			return unauth("the device is not registered")
+		}
+		return err
+	}
+	if d.TenantID != tenantID {
+		return unauth("the device no longer belongs to the tenant that certified it")
+	}
+	if d.RevokedAt != nil {
+		return sphere.Errorf(sphere.EPermission, "the device was revoked: %s", d.RevokedReason)
+	}
+	c.device = &d
+	return nil
+}
+
+// parseDeviceURI reads tenant and device from the certificate's URI SAN
+// (ca.DeviceURI).
+func parseDeviceURI(c *x509.Certificate) (tenantID, deviceID string, ok bool) {
+	for _, u := range c.URIs {
+		rest, found := strings.CutPrefix(u.String(), "urn:opensphere:tenant:")
+		if !found {
+			continue
+		}
+		t, d, found := strings.Cut(rest, ":device:")
+		if found && t != "" && sphere.ValidateDeviceID(d) == nil {
+			return t, d, true
+		}
+	}
+	return "", "", false
+}
+
+// trustCache keeps each tenant's CA pool for a short while, so that mutual
+// TLS does not read the database on every call; a new or revoked CA is seen
+// within trustTTL.
+type trustCache struct {
+	ca  *ca.Authority
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]trustEntry
+}
+
+type trustEntry struct {
+	pool    *x509.CertPool
+	expires time.Time
+}
+
+const trustTTL = 30 * time.Second
+
+func newTrustCache(a *ca.Authority, now func() time.Time) *trustCache {
+	return &trustCache{ca: a, now: now, m: map[string]trustEntry{}}
+}
+
+func (t *trustCache) pool(ctx context.Context, tenantID string) (*x509.CertPool, error) {
+	now := t.now()
+	t.mu.Lock()
+	e, ok := t.m[tenantID]
+	t.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.pool, nil
+	}
+	certs, err := t.ca.TenantTrust(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	t.mu.Lock()
+	t.m[tenantID] = trustEntry{pool: p, expires: now.Add(trustTTL)}
+	t.mu.Unlock()
+	return p, nil
+}

@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opensphere/sphere"
+)
+
+// MeasurementTypes are the kinds of measurement a tenant allowlist holds.
+var MeasurementTypes = []string{"agent", "config"}
+
+const measurementColumns = "id, tenant_id, type, digest, name, status, created_at"
+
+func scanMeasurement(row interface{ Scan(...any) error }) (sphere.AllowedMeasurement, error) {
+	var m sphere.AllowedMeasurement
+	var c int64
+	err := row.Scan(&m.ID, &m.TenantID, &m.Type, &m.Digest, &m.Name, &m.Status, &c)
+	m.CreatedAt = fromMicro(c)
+	return m, err
+}
+
+// AllowMeasurement adds a measurement to the tenant's allowlist, or changes
+// the status and name of one already there.
+func (t *TenantStore) AllowMeasurement(ctx context.Context, typ, digest, name, status string) (sphere.AllowedMeasurement, error) {
+	m := sphere.AllowedMeasurement{TenantID: t.id, Type: typ, Digest: strings.ToLower(digest), Name: name, Status: status}
+	known := false
+	for _, k := range MeasurementTypes {
+		known = known || k == typ
+	}
+	if !known {
+		return m, sphere.Errorf(sphere.EInvalid, "measurement type %q is not one of %s", typ, strings.Join(MeasurementTypes, ", "))
+	}
+	if err := sphere.ValidateDeviceID(m.Digest); err != nil { // same shape: 64 lowercase hex
+		return m, sphere.Errorf(sphere.EInvalid, "digest must be the 64-hex-character SHA-256 of the measured content")
+	}
+	if status == "" {
+		m.Status = sphere.MeasurementAllowed
+	}
+	if m.Status != sphere.MeasurementAllowed && m.Status != sphere.MeasurementDeprecated {
+		return m, sphere.Errorf(sphere.EInvalid, "status %q is not allowed or deprecated", status)
+	}
+	if err := sphere.ValidateDescription(name); err != nil {
+		return m, err
+	}
+	now := t.s.nowMicro()
+	err := t.s.tx(ctx, func(q *querier) error {
+		err := q.queryRow(ctx, "SELECT id FROM allowed_measurements WHERE tenant_id = ? AND type = ? AND digest = ?", t.id, typ, m.Digest).Scan(&m.ID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			m.ID = newID()
+			_, err = q.exec(ctx, "INSERT INTO allowed_measurements ("+measurementColumns+") VALUES (?, ?, ?, ?, ?, ?, ?)",
+				m.ID, t.id, typ, m.Digest, name, m.Status, now)
+			return err
+		case err != nil:
+			return err
+		}
+		_, err = q.exec(ctx, "UPDATE allowed_measurements SET name = ?, status = ? WHERE tenant_id = ? AND id = ?", name, m.Status, t.id, m.ID)
+		return err
+	})
+	if err != nil {
+		return m, fmt.Errorf("store.AllowMeasurement: %w", err)
+	}
+	return t.s.getMeasurement(ctx, t.id, m.ID)
+}
+
+func (s *Store) getMeasurement(ctx context.Context, tenant, id string) (sphere.AllowedMeasurement, error) {
+	m, err := scanMeasurement(s.queryRow(ctx, "SELECT "+measurementColumns+" FROM allowed_measurements WHERE tenant_id = ? AND id = ?", tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, sphere.Errorf(sphere.ENotFound, "measurement %q not found in this tenant", id)
+	}
+	if err != nil {
+		return m, fmt.Errorf("store.GetMeasurement: %w", err)
+	}
+	return m, nil
+}
+
+// LookupMeasurement finds an allowlist entry; ok is false when there is none.
+func (t *TenantStore) LookupMeasurement(ctx context.Context, typ, digest string) (m sphere.AllowedMeasurement, ok bool, err error) {
+	m, err = scanMeasurement(t.s.queryRow(ctx, "SELECT "+measurementColumns+" FROM allowed_measurements WHERE tenant_id = ? AND type = ? AND digest = ?", t.id, typ, digest))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("store.LookupMeasurement: %w", err)
+	}
+	return m, true, nil
+}
+
+// ListMeasurements lists the tenant's allowlist in creation order.
+func (t *TenantStore) ListMeasurements(ctx context.Context, p PageRequest) (sphere.Page[sphere.AllowedMeasurement], error) {
+	size, after, err := p.cursor("measurements")
+	if err != nil {
+		return sphere.Page[sphere.AllowedMeasurement]{}, err
+	}
+	items, err := collect(ctx, t.s, "SELECT "+measurementColumns+" FROM allowed_measurements WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+		[]any{t.id, after, size + 1}, scanMeasurement)
+	if err != nil {
+		return sphere.Page[sphere.AllowedMeasurement]{}, fmt.Errorf("store.ListMeasurements: %w", err)
+	}
+	return finishPage(items, size, "measurements", func(m sphere.AllowedMeasurement) string { return m.ID }), nil
+}
+
+// RemoveMeasurement takes an entry off the allowlist.
+func (t *TenantStore) RemoveMeasurement(ctx context.Context, id string) error {
+	res, err := t.s.exec(ctx, "DELETE FROM allowed_measurements WHERE tenant_id = ? AND id = ?", t.id, id)
+	if err != nil {
+		return fmt.Errorf("store.RemoveMeasurement: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return sphere.Errorf(sphere.ENotFound, "measurement %q not found in this tenant", id)
+	}
+	return nil
+}
