@@ -136,16 +136,20 @@ func ValidateName(what, s string) error {
 }
 
 // ValidateDescription checks a free-text description.
-func ValidateDescription(s string) error {
+func ValidateDescription(s string) error { return ValidateText("description", s, MaxDescriptionLen) }
+
+// ValidateText checks free text: valid UTF-8, at most max characters, no
+// control characters. what names it in the error message.
+func ValidateText(what, s string, max int) error {
 	if !utf8.ValidString(s) {
-		return Errorf(EInvalid, "description is not valid UTF-8")
+		return Errorf(EInvalid, "%s is not valid UTF-8", what)
 	}
-	if n := utf8.RuneCountInString(s); n > MaxDescriptionLen {
-		return Errorf(EInvalid, "description is %d characters long; at most %d are allowed", n, MaxDescriptionLen)
+	if n := utf8.RuneCountInString(s); n > max {
+		return Errorf(EInvalid, "%s is %d characters long; at most %d are allowed", what, n, max)
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return Errorf(EInvalid, "description must not contain control characters")
+			return Errorf(EInvalid, "%s must not contain control characters", what)
 		}
 	}
 	return nil

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -60,41 +62,99 @@ device measures (see "sphere agent measurements").`,
 		Example: `  sphere agent --server https://sphere.example.com:8443 --ca-file /etc/sphere/service-ca.pem --state-dir /var/lib/sphere-agent --rot tpm`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.server == "" {
-				return errors.New("--server is required")
-			}
-			log, err := newLogger(a.stderr, f.logLevel, f.logFormat)
-			if err != nil {
-				return err
-			}
-			var roots *x509.CertPool
-			if f.caFile != "" {
-				pemData, err := os.ReadFile(f.caFile)
-				if err != nil {
-					return err
-				}
-				roots = x509.NewCertPool()
-				if !roots.AppendCertsFromPEM(pemData) {
-					return fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
-				}
-			}
-			r, err := f.openRoT()
+			ag, r, _, err := a.agentSetup(&f)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			if r.Kind() == rot.KindSoft {
-				log.Warn("the root of trust is SOFTWARE: keys are files that anyone with access can copy; for development and simulation only")
-			}
-			ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log})
-			if err != nil {
-				return err
-			}
 			return ag.Run(cmd.Context())
 		},
 	}
 	f.register(cmd, true)
-	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements())
+	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce())
+	return cmd
+}
+
+// agentSetup opens the root of trust and makes an agent from the flags.
+func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Logger, error) {
+	if f.server == "" {
+		return nil, nil, nil, errors.New("--server is required")
+	}
+	log, err := newLogger(a.stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var roots *x509.CertPool
+	if f.caFile != "" {
+		pemData, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pemData) {
+			return nil, nil, nil, fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
+		}
+	}
+	r, err := f.openRoT()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if r.Kind() == rot.KindSoft {
+		log.Warn("the root of trust is SOFTWARE: keys are files that anyone with access can copy; for development and simulation only")
+	}
+	ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log})
+	if err != nil {
+		r.Close()
+		return nil, nil, nil, err
+	}
+	return ag, r, log, nil
+}
+
+func (a *app) agentAttestOnce() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "attest",
+		Short: "Measure, attest once and print the result (provisioning and diagnosis; not while the agent runs)",
+		Long: `Measure, attest once and print the service's answer: healthy (the certificate is
+stored in --state-dir), stale or refused with the reason. It starts a fresh
+measurement log in the root of trust, so do not run it beside a running agent on
+the same TPM: use it at the end of provisioning or to diagnose a device.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ag, r, _, err := a.agentSetup(&f)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if err := ag.Measure(); err != nil {
+				return err
+			}
+			res, err := ag.Attest(cmd.Context())
+			var ae *agent.AttestError
+			if err != nil && !errors.As(err, &ae) {
+				return err
+			}
+			if a.output == "json" {
+				if err := a.show(res, nil, nil); err != nil {
+					return err
+				}
+			} else {
+				fields := [][2]string{{"Device ID", res.DeviceID}, {"Result", res.Result}}
+				if res.Reason != "" {
+					fields = append(fields, [2]string{"Reason", res.Reason}, [2]string{"Detail", res.Detail})
+				}
+				if !res.NotAfter.IsZero() {
+					fields = append(fields, [2]string{"Certificate expires", ts(res.NotAfter)},
+						[2]string{"Certificate file", filepath.Join(f.stateDir, "device.crt")})
+				}
+				if err := a.showFields(res, fields); err != nil {
+					return err
+				}
+			}
+			return err
+		},
+	}
+	f.register(cmd, true)
 	return cmd
 }
 

@@ -27,6 +27,8 @@ type inputShape struct {
 	typ     reflect.Type
 	query   []queryField
 	hasBody bool
+	// maxBody bounds the body; zero means MaxBodyBytes.
+	maxBody int64
 }
 
 type queryField struct {
@@ -72,7 +74,7 @@ func shapeOf(t reflect.Type) inputShape {
 }
 
 // decode reads r into a new value of the shape's type: the JSON body
-// (strictly: one object, no unknown fields, at most MaxBodyBytes) and the
+// (strictly: one object, no unknown fields, at most maxBody) and the
 // query parameters (no unknown ones). Every failure is an EInvalid,
 // ETooLarge or EUnsupported error that says what was wrong.
 func (s inputShape) decode(w http.ResponseWriter, r *http.Request) (reflect.Value, error) {
@@ -98,10 +100,14 @@ func (s inputShape) decode(w http.ResponseWriter, r *http.Request) (reflect.Valu
 			return v, sphere.Errorf(sphere.EUnsupported, "Content-Type %q is not supported; send application/json", ct)
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	limit := s.maxBody
+	if limit == 0 {
+		limit = MaxBodyBytes
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return v, sphere.Errorf(sphere.ETooLarge, "request body is larger than %d bytes", MaxBodyBytes)
+		return v, sphere.Errorf(sphere.ETooLarge, "request body is larger than %d bytes", limit)
 	}
 	if err != nil {
 		return v, sphere.Errorf(sphere.EInvalid, "reading request body: %v", err)

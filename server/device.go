@@ -23,7 +23,7 @@ func (s *Server) deviceRouteTable() []*route {
 		h func(*route)
 	}{
 		{route{Method: http.MethodPost, Path: "/device/v1/challenge", Summary: "Get a single-use attestation challenge (valid 5 minutes)", Access: AccessDeviceOpen}, handle(s.deviceChallenge)},
-		{route{Method: http.MethodPost, Path: "/device/v1/attest", Summary: "Send attestation evidence; a healthy device gets its 24-hour certificate", Access: AccessDeviceOpen}, handle(s.deviceAttest)},
+		{route{Method: http.MethodPost, Path: "/device/v1/attest", Summary: "Send attestation evidence; a healthy device gets its 24-hour certificate", Access: AccessDeviceOpen, MaxBody: attest.MaxEvidenceBytes}, handle(s.deviceAttest)},
 		{route{Method: http.MethodGet, Path: "/device/v1/whoami", Summary: "Describe the calling device (mutual TLS)", Access: AccessDevice}, handle(s.deviceWhoami)},
 	}
 	return finishRoutes(rows)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
@@ -43,7 +44,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if status == http.StatusInternalServerError {
 		log.ErrorContext(r.Context(), "internal error", "err", err, "request_id", requestID(r.Context()))
 	}
-	if code == sphere.EUnauthenticated {
+	if code == sphere.EUnauthenticated && strings.HasPrefix(r.URL.Path, "/api/") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="opensphere"`)
 	}
 	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: sphere.ErrorMessage(err)}})

@@ -11,7 +11,7 @@ import (
 	"github.com/opensphere/sphere/api"
 )
 
-// OpenAPI returns the OpenAPI 3.0 document of the admin API, generated from
+// OpenAPI returns the OpenAPI 3.0 document of the admin and device APIs, generated from
 // the route table and the request and response types, so it cannot drift
 // from what the server does.
 func (s *Server) OpenAPI() map[string]any {
@@ -93,9 +93,9 @@ func (s *Server) OpenAPI() map[string]any {
 	return map[string]any{
 		"openapi": "3.0.3",
 		"info": map[string]any{
-			"title":       "OpenSphere admin API",
+			"title":       "OpenSphere security service API",
 			"version":     s.version,
-			"description": "Tenants, roles, products, device groups, devices and the audit log of an OpenSphere security service. Errors always have the shape {\"error\":{\"code\",\"message\"}}.",
+			"description": "The admin API (/api/v1: tenants, roles, products, device groups, devices, certificate authorities, the measurement allowlist, the audit log; bearer tokens) and the device API (/device/v1: attestation, then mutual TLS with the device certificate) of an OpenSphere security service. Errors always have the shape {\"error\":{\"code\",\"message\"}}.",
 		},
 		"paths":      paths,
 		"security":   []any{map[string]any{"bearer": []string{}}},

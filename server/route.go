@@ -41,6 +41,8 @@ type route struct {
 	Action string
 	// Status is the HTTP status of success.
 	Status int
+	// MaxBody bounds the request body; zero means MaxBodyBytes.
+	MaxBody int64
 
 	in   inputShape
 	out  reflect.Type

@@ -83,6 +83,7 @@ func finishRoutes(rows []struct {
 			rt.Status = http.StatusOK
 		}
 		rows[i].h(&rt)
+		rt.in.maxBody = rt.MaxBody
 		if rt.out == noContentType {
 			rt.Status = http.StatusNoContent
 		}

@@ -1,10 +1,11 @@
 // Package server is OpenSphere's security service over HTTP: the admin REST
-// API under /api/v1 (bearer tokens, JSON, one error shape), its OpenAPI
-// document, /healthz, /readyz and /metrics. Every route is one row of the
-// table in routes.go, which drives authentication, the role check, tenant
-// scoping, input decoding, auditing, metrics and the OpenAPI document, so
-// no handler does any of those by itself. The device-facing API
-// (/device/v1) joins the same table when attestation lands.
+// API under /api/v1 (bearer tokens, JSON, one error shape), the device API
+// under /device/v1 (attestation, then mutual TLS with the device
+// certificate), their OpenAPI document, /healthz, /readyz and /metrics.
+// Every route is one row of a table (routes.go, attest_routes.go,
+// device.go), which drives authentication, the role check, tenant scoping,
+// input decoding, auditing, metrics and the OpenAPI document, so no handler
+// does any of those by itself.
 package server
 
 import (

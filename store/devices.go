@@ -289,7 +289,7 @@ func (s *Store) ListAllDevices(ctx context.Context, unclaimed bool, p PageReques
 // is refused with reason, so it gets no new certificate and its current one
 // (at most 24 hours old) is refused by the device API at once.
 func (t *TenantStore) RevokeDevice(ctx context.Context, id, reason string) (sphere.Device, error) {
-	if err := sphere.ValidateDescription(reason); err != nil {
+	if err := sphere.ValidateText("reason", reason, sphere.MaxDescriptionLen); err != nil {
 		return sphere.Device{}, err
 	}
 	if reason == "" {

@@ -43,7 +43,7 @@ func (t *TenantStore) AllowMeasurement(ctx context.Context, typ, digest, name, s
 	if m.Status != sphere.MeasurementAllowed && m.Status != sphere.MeasurementDeprecated {
 		return m, sphere.Errorf(sphere.EInvalid, "status %q is not allowed or deprecated", status)
 	}
-	if err := sphere.ValidateDescription(name); err != nil {
+	if err := sphere.ValidateText("name", name, sphere.MaxDescriptionLen); err != nil {
 		return m, err
 	}
 	now := t.s.nowMicro()

@@ -166,8 +166,8 @@ func (s *Store) CreateToken(ctx context.Context, userID, name string, expires *t
 	if name == "" {
 		return sphere.Token{}, "", sphere.Errorf(sphere.EInvalid, "token name is required")
 	}
-	if err := sphere.ValidateDescription(name); err != nil || len(name) > 100 {
-		return sphere.Token{}, "", sphere.Errorf(sphere.EInvalid, "token name must be at most 100 printable characters")
+	if err := sphere.ValidateText("token name", name, 100); err != nil {
+		return sphere.Token{}, "", err
 	}
 	now := s.nowMicro()
 	if expires != nil && expires.UnixMicro() <= now {
