@@ -8,6 +8,7 @@ package attest
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -171,46 +172,18 @@ func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Dev
 		return refuse(ReasonHardwareRequired, "device group %q requires a hardware root of trust; this device's is %s", group.Name, dev.RoT), dev, nil, nil
 	}
 
-	// 4. The quote: signed by the registered attestation key, over our
-	// challenge, and explained by the event log.
+	// 4 and 5. The cryptographic chain from the registered keys to the CSR.
 	ak, _, err := sphere.ParsePublicKey("attestation key", []byte(dev.AttestationPublicKey))
 	if err != nil {
 		return Result{}, nil, nil, fmt.Errorf("attest: stored attestation key of %s: %w", dev.ID, err)
-	}
-	pcr, err := rot.ReplayEventLog(ev.EventLog)
-	if err != nil {
-		return refuse(ReasonMalformed, "event log: %v", err), dev, nil, nil
-	}
-	if err := rot.VerifyQuote(ak, ev.Quote, QuoteNonce(challenge), pcr); err != nil {
-		if errors.Is(err, rot.ErrPCRMismatch) {
-			return refuse(ReasonEventLogMismatch, "the event log does not replay to the quoted measurements: %v", err), dev, nil, nil
-		}
-		return refuse(ReasonQuoteInvalid, "quote: %v", err), dev, nil, nil
-	}
-
-	// 5. The identity key: certified by the attestation key, the key the
-	// device was registered with, and the key of the CSR.
-	idKey, err := rot.VerifyCertify(ak, ev.Certify, ev.IdentityPublicArea, CertifyNonce(challenge))
-	if err != nil {
-		return refuse(ReasonCertifyInvalid, "identity key certification: %v", err), dev, nil, nil
 	}
 	regID, _, err := sphere.ParsePublicKey("identity key", []byte(dev.IdentityPublicKey))
 	if err != nil {
 		return Result{}, nil, nil, fmt.Errorf("attest: stored identity key of %s: %w", dev.ID, err)
 	}
-	if !idKey.Equal(regID) {
-		return refuse(ReasonIdentityMismatch, "the certified identity key is not the one the device was registered with"), dev, nil, nil
-	}
-	csr, err := x509.ParseCertificateRequest(ev.CSR)
-	if err != nil {
-		return refuse(ReasonCSRInvalid, "csr: %v", err), dev, nil, nil
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return refuse(ReasonCSRInvalid, "csr signature: %v", err), dev, nil, nil
-	}
-	csrKey, ok := csr.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !csrKey.Equal(idKey) {
-		return refuse(ReasonCSRKeyNotCertified, "the CSR's key is not the identity key that the attestation key certified"), dev, nil, nil
+	csrKey, refusal := VerifyChain(ak, regID, ev, challenge)
+	if refusal != nil {
+		return *refusal, dev, nil, nil
 	}
 
 	// 6. The software: every measurement allowed by the tenant.
@@ -229,6 +202,53 @@ func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Dev
 		res.Chain += pemCert(c)
 	}
 	return res, dev, &iss, nil
+}
+
+// VerifyChain checks the cryptographic links of evidence against a device's
+// registered attestation key ak and identity key id, for the raw challenge:
+// the quote is signed by ak over QuoteNonce(challenge) and the event log
+// replays to the quoted register; the identity public area is certified by
+// ak over CertifyNonce(challenge) and is the registered identity key; the
+// CSR is signed by that key and asks for it. It returns the key to certify,
+// or the refusal. It touches no database, so it is fuzzed on its own.
+func VerifyChain(ak, id crypto.PublicKey, ev *Evidence, challenge []byte) (*ecdsa.PublicKey, *Result) {
+	no := func(reason, format string, args ...any) (*ecdsa.PublicKey, *Result) {
+		r := refuse(reason, format, args...)
+		return nil, &r
+	}
+	// The quote: signed by the attestation key, over our challenge, and
+	// explained by the event log.
+	pcr, err := rot.ReplayEventLog(ev.EventLog)
+	if err != nil {
+		return no(ReasonMalformed, "event log: %v", err)
+	}
+	if err := rot.VerifyQuote(ak, ev.Quote, QuoteNonce(challenge), pcr); err != nil {
+		if errors.Is(err, rot.ErrPCRMismatch) {
+			return no(ReasonEventLogMismatch, "the event log does not replay to the quoted measurements: %v", err)
+		}
+		return no(ReasonQuoteInvalid, "quote: %v", err)
+	}
+	// The identity key: certified by the attestation key, the key the
+	// device was registered with, and the key of the CSR.
+	idKey, err := rot.VerifyCertify(ak, ev.Certify, ev.IdentityPublicArea, CertifyNonce(challenge))
+	if err != nil {
+		return no(ReasonCertifyInvalid, "identity key certification: %v", err)
+	}
+	if !idKey.Equal(id) {
+		return no(ReasonIdentityMismatch, "the certified identity key is not the one the device was registered with")
+	}
+	csr, err := x509.ParseCertificateRequest(ev.CSR)
+	if err != nil {
+		return no(ReasonCSRInvalid, "csr: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return no(ReasonCSRInvalid, "csr signature: %v", err)
+	}
+	csrKey, ok := csr.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !csrKey.Equal(idKey) {
+		return no(ReasonCSRKeyNotCertified, "the CSR's key is not the identity key that the attestation key certified")
+	}
+	return csrKey, nil
 }
 
 // registered returns the device, or nil if it is not registered.
