@@ -75,7 +75,7 @@ func TestAttestationWalkthrough(t *testing.T) {
 	openssl(t, "verify", "-partial_chain", "-CAfile", ca, proof)
 
 	// Revoked: refused, with the reason for operators.
-	admin.run("device", "revoke", "--device", d.ID, "--reason", "reported stolen")
+	admin.run("device", "revoke", d.ID, "--reason", "reported stolen")
 	refused, err = admin.try(append([]string{"agent", "attest"}, agentFlags...)...)
 	if err == nil || !strings.Contains(refused, "device_revoked") {
 		t.Errorf("attest when revoked: %v\n%s", err, refused)

@@ -307,16 +307,20 @@ to the audit log and needs --confirm.`,
 func (a *app) deviceRevoke() *cobra.Command {
 	var id, reason string
 	cmd := &cobra.Command{
-		Use:   "revoke",
+		Use:   "revoke [DEVICE_ID]",
 		Short: "Revoke a device: attestation is refused from now on (needs Administrator)",
 		Long: `Revoke a device. Its attestations are refused with reason device_revoked, so it
 gets no new certificate, and the device API refuses its current certificate at
 once. Device certificates live 24 hours, so elsewhere (brokers, clouds) the last
 one stops working within a day without any revocation list. Undo with
 ` + "`sphere device unrevoke`" + `.`,
-		Example: `  sphere device revoke --device 3f9a... --reason "reported stolen"`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Example: `  sphere device revoke 3f9a... --reason "reported stolen"`,
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
 				var d sphere.Device
 				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/revoke", nil, api.RevokeDevice{Reason: reason}, &d); err != nil {
@@ -328,17 +332,21 @@ one stops working within a day without any revocation list. Undo with
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (shown with every refused attestation)")
-	requireFlags(cmd, "device", "reason")
+	requireFlags(cmd, "reason")
 	return cmd
 }
 
 func (a *app) deviceUnrevoke() *cobra.Command {
 	var id string
 	cmd := &cobra.Command{
-		Use:   "unrevoke",
+		Use:   "unrevoke [DEVICE_ID]",
 		Short: "Lift a device's revocation (needs Administrator)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
 				var d sphere.Device
 				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/unrevoke", nil, nil, &d); err != nil {
@@ -349,6 +357,18 @@ func (a *app) deviceUnrevoke() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
-	requireFlags(cmd, "device")
 	return cmd
+}
+
+// deviceArg takes the device id from --device or the one argument.
+func deviceArg(flag string, args []string) (string, error) {
+	switch {
+	case len(args) == 1 && flag != "" && args[0] != flag:
+		return "", errors.New("give the device id once, as an argument or with --device")
+	case len(args) == 1:
+		return args[0], nil
+	case flag == "":
+		return "", errors.New("which device? give its id as an argument or with --device")
+	}
+	return flag, nil
 }
