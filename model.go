@@ -153,3 +153,103 @@ type AllowedMeasurement struct {
 	Status    string    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
 }
+
+// SigningKey is a key that signs image packages: a publisher key whose
+// uploads the tenant accepts, or the tenant's own service key with which
+// the service re-signs every image it stores.
+type SigningKey struct {
+	ID        string     `json:"id"`
+	TenantID  string     `json:"tenant_id,omitempty"`
+	KeyID     string     `json:"key_id"` // hex SHA-256 of the public key's SubjectPublicKeyInfo
+	Role      string     `json:"role"`   // "publisher" or "service"
+	Name      string     `json:"name"`
+	PublicKey string     `json:"public_key"` // PEM
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Signing key roles.
+const (
+	KeyPublisher = "publisher"
+	KeyService   = "service"
+)
+
+// Image is an immutable, content-addressed image package: an OS or an app.
+type Image struct {
+	ID              string    `json:"id"` // hex SHA-256 of the package metadata
+	TenantID        string    `json:"tenant_id,omitempty"`
+	Kind            string    `json:"kind"` // "os" or "app"
+	ComponentID     string    `json:"component_id"`
+	Name            string    `json:"name"`
+	Version         string    `json:"version"`
+	SecurityVersion uint32    `json:"security_version"`
+	BuildTime       time.Time `json:"build_time"`
+	// BlobSHA256 and Size describe the stored (service-signed) package.
+	BlobSHA256  string    `json:"blob_sha256"`
+	Size        int64     `json:"size"`
+	SignerKeyID string    `json:"signer_key_id"`
+	UploadedBy  string    `json:"uploaded_by,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	// Metadata is the package metadata as signed (JSON).
+	Metadata []byte `json:"-"`
+}
+
+// OSRelease is an OS image published by the platform on the feeds:
+// RetailEval groups get it at EvalAt, Retail groups at RetailAt.
+type OSRelease struct {
+	Image
+	EvalAt      time.Time  `json:"eval_at"`
+	RetailAt    time.Time  `json:"retail_at"`
+	RetractedAt *time.Time `json:"retracted_at,omitempty"`
+}
+
+// Deployment states.
+const (
+	DeploymentActive     = "active"
+	DeploymentPaused     = "paused"
+	DeploymentHalted     = "halted"     // stopped by itself (failures) or by an operator
+	DeploymentSuperseded = "superseded" // a newer deployment of the group replaced it
+)
+
+// Deployment is a set of images for a device group, rolled out in waves.
+type Deployment struct {
+	ID            string   `json:"id"`
+	TenantID      string   `json:"tenant_id"`
+	DeviceGroupID string   `json:"device_group_id"`
+	ImageIDs      []string `json:"image_ids"`
+	State         string   `json:"state"`
+	StateReason   string   `json:"state_reason,omitempty"`
+	// Waves are cumulative percentages of the group, e.g. [1, 10, 50, 100].
+	Waves []int `json:"waves"`
+	// Dwell is how long a wave runs before the next one starts.
+	DwellSeconds int64 `json:"dwell_seconds"`
+	// FailurePermille halts the rollout when failed devices per thousand
+	// of those that finished in the current wave exceed it, once at least
+	// MinSample devices finished.
+	FailurePermille int       `json:"failure_permille"`
+	MinSample       int       `json:"min_sample"`
+	CurrentWave     int       `json:"current_wave"` // index into Waves
+	WaveStartedAt   time.Time `json:"wave_started_at"`
+	CreatedBy       string    `json:"created_by"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+// Per-device update states.
+const (
+	UpdatePending     = "pending"     // in the rollout, not started
+	UpdateDownloading = "downloading" // reported by the device
+	UpdateInstalled   = "installed"   // reported by the device
+	UpdateVerified    = "verified"    // attestation measured the new images
+	UpdateFailed      = "failed"
+	UpdateRolledBack  = "rolled_back"
+)
+
+// DeviceUpdate is how far one device got with one deployment.
+type DeviceUpdate struct {
+	DeviceID     string    `json:"device_id"`
+	DeploymentID string    `json:"deployment_id"`
+	State        string    `json:"state"`
+	Reason       string    `json:"reason,omitempty"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
