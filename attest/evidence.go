@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/opensphere/sphere/rot"
 )
@@ -93,6 +94,12 @@ func (ev *Evidence) Validate() error {
 		}
 		if _, err := e.ExtendValue(); err != nil {
 			return fmt.Errorf("%w: event %d: %v", ErrMalformed, i, err)
+		}
+		// One spelling per measurement: lowercase digests (the allowlist
+		// stores them so), and no NUL, which separates the fields that
+		// ExtendValue hashes.
+		if strings.ToLower(e.Digest) != e.Digest || strings.ContainsRune(e.Type+e.Name, 0) {
+			return fmt.Errorf("%w: event %d: the digest must be lowercase hex and type and name must not contain NUL", ErrMalformed, i)
 		}
 	}
 	return nil
