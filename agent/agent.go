@@ -349,6 +349,12 @@ func (e *ServiceError) Error() string {
 	return fmt.Sprintf("service: %s (%s, HTTP %d)", e.Message, e.Code, e.Status)
 }
 
+// Post sends JSON to a device API route with mutual TLS and decodes the
+// answer.
+func (a *Agent) Post(ctx context.Context, path string, in, out any) error {
+	return a.call(ctx, a.mtls, "POST", path, in, out)
+}
+
 // Get calls a device API route with mutual TLS and decodes the answer.
 func (a *Agent) Get(ctx context.Context, path string, out any) error {
 	return a.call(ctx, a.mtls, "GET", path, nil, out)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -227,9 +228,9 @@ func testRefusals(t *testing.T, impl rootImpl) {
 			return evidence(t, d.rot, id, svc.challenge(t, d.agent, other.agent.DeviceID()))
 		}, attest.ReasonNonceInvalid, ""},
 		{"error/forged nonce", func(t *testing.T) attest.Evidence {
-			n := []byte(svc.challenge(t, d.agent, id))
-			n[len(n)-2] ^= 1
-			return evidence(t, d.rot, id, string(n))
+			raw, _ := attest.DecodeNonce(svc.challenge(t, d.agent, id))
+			raw[len(raw)-1] ^= 1 // a bit of the MAC
+			return evidence(t, d.rot, id, base64.RawURLEncoding.EncodeToString(raw))
 		}, attest.ReasonNonceInvalid, ""},
 		{"error/tampered event log", func(t *testing.T) attest.Evidence {
 			ev := evidence(t, d.rot, id, svc.challenge(t, d.agent, id))

@@ -15,10 +15,12 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/updates"
 )
 
 // clock is a settable clock shared by the service's parts in a test.
@@ -38,12 +40,14 @@ func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlo
 // service is a real security service on 127.0.0.1 over TLS that asks for
 // client certificates, as `sphere serve` does.
 type service struct {
-	st     *store.Store
-	ca     *ca.Authority
-	url    string
-	roots  *x509.CertPool
-	clock  *clock
-	tenant *store.TenantStore
+	st      *store.Store
+	ca      *ca.Authority
+	upd     *updates.Service
+	blobDir string
+	url     string
+	roots   *x509.CertPool
+	clock   *clock
+	tenant  *store.TenantStore
 	// groups by name, in the product "Thermostat"
 	groups map[string]sphere.DeviceGroup
 }
@@ -66,11 +70,20 @@ func startService(t testing.TB) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Now: clk.Now, Logger: log})
+	blobDir := filepath.Join(t.TempDir(), "blobs")
+	blobs, err := blob.NewFS(blobDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Now: clk.Now, Logger: log})
+	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Now: clk.Now, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Now: clk.Now, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Now: clk.Now, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +111,7 @@ func startService(t testing.TB) *service {
 	for _, g := range gs.Items {
 		groups[g.Name] = g
 	}
-	return &service{st: st, ca: authority, url: hs.URL, roots: roots, clock: clk, tenant: ts, groups: groups}
+	return &service{st: st, ca: authority, upd: upd, blobDir: blobDir, url: hs.URL, roots: roots, clock: clk, tenant: ts, groups: groups}
 }
 
 type testWriter struct{ t testing.TB }

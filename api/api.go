@@ -8,6 +8,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/opensphere/sphere"
@@ -248,4 +249,73 @@ type DeviceSelf struct {
 	DeviceGroupID string    `json:"device_group_id"`
 	ProductID     string    `json:"product_id"`
 	CertNotAfter  time.Time `json:"cert_not_after"`
+}
+
+// ---- images, deployments, updates ----
+
+// RawBody is the request of a route whose body is not JSON but a file
+// (an image package), streamed as application/octet-stream.
+type RawBody struct{}
+
+// AddSigningKey registers a publisher key whose signed uploads are accepted.
+type AddSigningKey struct {
+	Name      string `json:"name" doc:"a label, e.g. CI release key"`
+	PublicKey string `json:"public_key" doc:"ECDSA P-256 public key, PEM"`
+}
+
+// ListImages lists the tenant's images.
+type ListImages struct {
+	Paging
+	ComponentID string `json:"-" query:"component_id" doc:"only images of this component"`
+	Kind        string `json:"-" query:"kind" doc:"os or app"`
+}
+
+// CreateDeployment deploys images to a device group.
+type CreateDeployment struct {
+	DeviceGroup     string   `json:"device_group_id"`
+	ImageIDs        []string `json:"image_ids"`
+	Waves           []int    `json:"waves,omitempty" doc:"cumulative percentages, default 1,10,50,100"`
+	DwellSeconds    int64    `json:"dwell_seconds,omitempty" doc:"time between waves, default 86400"`
+	FailurePermille int      `json:"failure_permille,omitempty" doc:"halt when failures per thousand finished devices exceed this; default 50"`
+	MinSample       int      `json:"min_sample,omitempty" doc:"finished devices needed before the failure ratio counts; default 5"`
+}
+
+// ListDeployments lists deployments.
+type ListDeployments struct {
+	Paging
+	DeviceGroup string `json:"-" query:"device_group" doc:"only this device group's deployments"`
+}
+
+// DeploymentState is a deployment with how its devices fare.
+type DeploymentState struct {
+	Deployment sphere.Deployment `json:"deployment"`
+	// Counts are the devices by update state.
+	Counts map[string]int `json:"counts"`
+	// GroupDevices is how many devices the group holds.
+	GroupDevices int `json:"group_devices"`
+}
+
+// ListDeviceUpdates lists the per-device states of a deployment.
+type ListDeviceUpdates struct {
+	Paging
+}
+
+// DeploymentAction pauses, resumes or halts a deployment.
+type DeploymentAction struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// RotateTUFKey rotates an online key of the tenant's TUF repository.
+type RotateTUFKey struct {
+	Role string `json:"role" doc:"targets, snapshot or timestamp"`
+}
+
+// SignedRoot is a TUF root signed on an operator's machine.
+type SignedRoot struct {
+	Root json.RawMessage `json:"root" doc:"the signed root metadata (JSON)"`
+}
+
+// RemoveRootKey confirms taking the TUF root key offline.
+type RemoveRootKey struct {
+	Confirm bool `json:"confirm" doc:"must be true: without the exported key nobody can sign a new root"`
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/opensphere/sphere"
@@ -53,15 +54,37 @@ type Config struct {
 	// MACKey authenticates challenges; every replica needs the same one
 	// (derive it from the KEK). Required, at least 32 bytes.
 	MACKey []byte
+	// Images judges measured OS and app images ("os-image" and
+	// "app-image" events, whose digest is the image id) against the
+	// device's deployments and OS feed, and learns from a healthy
+	// attestation that a device runs its deployment (package updates
+	// implements it). Nil refuses every image measurement as unknown.
+	Images ImageJudge
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
 }
 
+// ImageJudge decides about the images a device measured.
+type ImageJudge interface {
+	// ImageAllowed reports whether dev may run the image: it is in its
+	// group's current or previous deployment, or a published OS release.
+	ImageAllowed(ctx context.Context, dev sphere.Device, kind, imageID string) (bool, error)
+	// Verified tells that a healthy attestation measured these images.
+	Verified(ctx context.Context, dev sphere.Device, imageIDs []string) error
+}
+
+// Image measurement types: the event's digest is the image id.
+const (
+	EventOSImage  = "os-image"
+	EventAppImage = "app-image"
+)
+
 // Service verifies evidence and issues certificates.
 type Service struct {
 	st     *store.Store
 	ca     *ca.Authority
+	images ImageJudge
 	macKey []byte
 	now    func() time.Time
 	log    *slog.Logger
@@ -72,7 +95,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Store == nil || cfg.CA == nil || len(cfg.MACKey) < 32 {
 		return nil, errors.New("attest.New: store, CA and a 32-byte MAC key are required")
 	}
-	s := &Service{st: cfg.Store, ca: cfg.CA, macKey: cfg.MACKey, now: cfg.Now, log: cfg.Logger}
+	s := &Service{st: cfg.Store, ca: cfg.CA, images: cfg.Images, macKey: cfg.MACKey, now: cfg.Now, log: cfg.Logger}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -187,7 +210,7 @@ func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Dev
 	}
 
 	// 6. The software: every measurement allowed by the tenant.
-	if res, ok, err := s.judgeMeasurements(ctx, tenant, ev.EventLog); err != nil || !ok {
+	if res, ok, err := s.judgeMeasurements(ctx, tenant, *dev, ev.EventLog); err != nil || !ok {
 		return res, dev, nil, err
 	}
 
@@ -195,6 +218,17 @@ func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Dev
 	iss, err := s.ca.IssueDevice(ctx, dev.TenantID, dev.ID, csrKey)
 	if err != nil {
 		return Result{}, nil, nil, err
+	}
+	if s.images != nil {
+		var measured []string
+		for _, e := range ev.EventLog {
+			if e.Type == EventOSImage || e.Type == EventAppImage {
+				measured = append(measured, e.Digest)
+			}
+		}
+		if err := s.images.Verified(ctx, *dev, measured); err != nil {
+			return Result{}, nil, nil, err
+		}
 	}
 	res := Result{Attestation: sphere.Attestation{Result: sphere.AttestHealthy}, NotAfter: iss.Cert.NotAfter,
 		Certificate: pemCert(iss.Cert)}
@@ -267,11 +301,24 @@ func (s *Service) registered(ctx context.Context, id string) (*sphere.Device, er
 // item: an unknown one refuses the device, a deprecated one makes it stale
 // (genuine, may fetch updates, gets no certificate). Image measurements
 // will be judged against the device's deployments here as well.
-func (s *Service) judgeMeasurements(ctx context.Context, tenant *store.TenantStore, events []rot.Event) (Result, bool, error) {
+func (s *Service) judgeMeasurements(ctx context.Context, tenant *store.TenantStore, dev sphere.Device, events []rot.Event) (Result, bool, error) {
 	sawAgent := false
 	var stale []string
 	for _, e := range events {
 		sawAgent = sawAgent || e.Type == "agent"
+		if e.Type == EventOSImage || e.Type == EventAppImage {
+			ok := false
+			if s.images != nil {
+				var err error
+				if ok, err = s.images.ImageAllowed(ctx, dev, strings.TrimSuffix(e.Type, "-image"), e.Digest); err != nil {
+					return Result{}, false, err
+				}
+			}
+			if !ok {
+				return refuse(ReasonUnknownSoftware, "%s %q (image %s) is neither in the device group's deployments nor an OS release", e.Type, e.Name, e.Digest), false, nil
+			}
+			continue
+		}
 		m, ok, err := tenant.LookupMeasurement(ctx, e.Type, e.Digest)
 		if err != nil {
 			return Result{}, false, err

@@ -13,6 +13,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/client"
+	"github.com/opensphere/sphere/updates"
 )
 
 func (a *app) deviceCommand() *cobra.Command {
@@ -25,7 +26,7 @@ public keys (operators only); then a tenant claims it, and it belongs to that
 tenant until an Administrator releases it.`,
 	})
 	cmd.AddCommand(a.deviceRegister(), a.deviceClaim(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease(),
-		a.deviceRevoke(), a.deviceUnrevoke())
+		a.deviceRevoke(), a.deviceUnrevoke(), a.deviceCheckNow())
 	return cmd
 }
 
@@ -158,11 +159,15 @@ func devicePath(tp, id string) string { return tp + "/devices/" + url.PathEscape
 func (a *app) deviceClaim() *cobra.Command {
 	var id, group string
 	cmd := &cobra.Command{
-		Use:     "claim",
+		Use:     "claim [DEVICE_ID]",
 		Short:   "Claim a registered device into the tenant (needs Contributor)",
 		Example: `  sphere device claim --device 3f9a... --device-group "Coffee Maker/Development"`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
 				var in api.ClaimDevice
 				if group != "" {
@@ -182,7 +187,6 @@ func (a *app) deviceClaim() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
 	cmd.Flags().StringVar(&group, "device-group", "", `device group id or "Product/Group" (default: unassigned)`)
-	requireFlags(cmd, "device")
 	return cmd
 }
 
@@ -226,32 +230,52 @@ func (a *app) deviceList() *cobra.Command {
 func (a *app) deviceShow() *cobra.Command {
 	var id string
 	cmd := &cobra.Command{
-		Use:   "show",
+		Use:   "show [DEVICE_ID]",
 		Short: "Show a device",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
 				var d sphere.Device
 				if err := c.Do(cmd.Context(), "GET", devicePath(tp, id), nil, nil, &d); err != nil {
 					return err
 				}
-				return a.showDevice(d)
+				var ex updates.Explanation
+				if err := c.Do(cmd.Context(), "GET", devicePath(tp, id)+"/update-status", nil, nil, &ex); err != nil {
+					return err
+				}
+				if a.output == "json" {
+					return a.show(struct {
+						sphere.Device
+						Updates updates.Explanation `json:"updates"`
+					}{d, ex}, nil, nil)
+				}
+				if err := a.showDevice(d); err != nil {
+					return err
+				}
+				return a.showFields(nil, a.showUpdateStatus(ex))
 			})
 		},
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
-	requireFlags(cmd, "device")
 	return cmd
 }
 
 func (a *app) deviceUpdate() *cobra.Command {
 	var id, group string
 	cmd := &cobra.Command{
-		Use:     "update",
+		Use:     "update [DEVICE_ID]",
 		Short:   "Move a device to another device group (needs Contributor)",
 		Example: `  sphere device update --device 3f9a... --device-group "Coffee Maker/Field Test"`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
 				gid, err := resolveGroup(cmd.Context(), c, tp, group)
 				if err != nil {
@@ -267,7 +291,7 @@ func (a *app) deviceUpdate() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
 	cmd.Flags().StringVar(&group, "device-group", "", `target device group id or "Product/Group"`)
-	requireFlags(cmd, "device", "device-group")
+	requireFlags(cmd, "device-group")
 	return cmd
 }
 
@@ -275,13 +299,17 @@ func (a *app) deviceRelease() *cobra.Command {
 	var id string
 	var confirm bool
 	cmd := &cobra.Command{
-		Use:   "release",
+		Use:   "release [DEVICE_ID]",
 		Short: "Release the tenant's claim on a device (needs Administrator and --confirm; audited)",
 		Long: `Release the tenant's claim on a device. The device leaves the tenant and its
 group; it stays registered, and any tenant may claim it again. This is written
 to the audit log and needs --confirm.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
 			if !confirm {
 				return errors.New("releasing a device removes it from this tenant; add --confirm to go ahead")
 			}
@@ -300,7 +328,6 @@ to the audit log and needs --confirm.`,
 	}
 	cmd.Flags().StringVar(&id, "device", "", "device id")
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, release it")
-	requireFlags(cmd, "device")
 	return cmd
 }
 
@@ -371,4 +398,28 @@ func deviceArg(flag string, args []string) (string, error) {
 		return "", errors.New("which device? give its id as an argument or with --device")
 	}
 	return flag, nil
+}
+
+func (a *app) deviceCheckNow() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "check-now [DEVICE_ID]",
+		Short: "Ask a device to check for updates at its next contact (needs Contributor)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if id, err = deviceArg(id, args); err != nil {
+				return err
+			}
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/check-now", nil, nil, nil); err != nil {
+					return err
+				}
+				a.note("Device %s will check for updates at its next contact.", id)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&id, "device", "", "device id")
+	return cmd
 }

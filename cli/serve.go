@@ -17,10 +17,12 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
+	"github.com/opensphere/sphere/updates"
 )
 
 // serveFlags are the options of `sphere serve`.
@@ -131,7 +133,19 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 		caHint = info.CertFile
 	}
 
-	authority, att, err := openAuthority(ctx, st, f.dataDir, f.kekFile, log)
+	authority, kek, err := openAuthority(ctx, st, f.dataDir, f.kekFile, log)
+	if err != nil {
+		return err
+	}
+	blobs, err := blob.NewFS(filepath.Join(f.dataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log})
+	if err != nil {
+		return err
+	}
+	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -139,7 +153,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
 	if err != nil {
 		return err
 	}
@@ -171,7 +185,7 @@ Log in with:
 	// API verifies it per request against the tenant's CAs.
 	tc.ClientAuth = tls.RequestClientCert
 	log.Info("serving", "addr", ln.Addr().String(), "db", st.Dialect(), "version", Version)
-	go maintain(ctx, st, authority, log)
+	go maintain(ctx, st, authority, upd, log)
 	err = srv.Serve(ctx, ln, tc)
 	log.Info("stopped")
 	return err
@@ -195,7 +209,7 @@ func listenURLHost(addr net.Addr) string {
 // The KEK file is made only on the very first start (no root CA in the
 // database yet); later a missing file is an error, so that a replica with
 // the wrong or no KEK never starts.
-func openAuthority(ctx context.Context, st *store.Store, dataDir, kekFile string, log *slog.Logger) (*ca.Authority, *attest.Service, error) {
+func openAuthority(ctx context.Context, st *store.Store, dataDir, kekFile string, log *slog.Logger) (*ca.Authority, *ca.KEK, error) {
 	if kekFile == "" {
 		kekFile = filepath.Join(dataDir, "kek")
 	}
@@ -215,15 +229,12 @@ func openAuthority(ctx context.Context, st *store.Store, dataDir, kekFile string
 		log.Warn("created the key-encryption key; back it up: without it the CA keys cannot be opened", "file", kekFile)
 	}
 	authority, err := ca.New(ctx, ca.Config{Store: st, KEK: kek, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Logger: log})
-	return authority, att, err
+	return authority, kek, err
 }
 
-// maintain rotates tenant CAs and forgets expired challenges, hourly.
-func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, log *slog.Logger) {
+// maintain rotates tenant CAs, forgets expired challenges, moves rollouts
+// on and keeps TUF metadata fresh, hourly.
+func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, upd *updates.Service, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -232,6 +243,9 @@ func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, log
 		}
 		if _, err := st.PurgeNonces(ctx); err != nil && ctx.Err() == nil {
 			log.Error("purging used challenges", "err", err)
+		}
+		if err := upd.Maintain(ctx); err != nil && ctx.Err() == nil {
+			log.Error("update maintenance (rollouts, OS feeds, TUF timestamps)", "err", err)
 		}
 		select {
 		case <-ctx.Done():

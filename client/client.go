@@ -33,15 +33,18 @@ type Config struct {
 	// Insecure skips server certificate verification. Only for a first
 	// look at a lab service; prefer CAFile.
 	Insecure bool
-	// Timeout bounds each request; zero means 30 seconds.
+	// Timeout bounds each JSON request; zero means 30 seconds. Uploads and
+	// downloads have no overall limit (they may be large) but fail when
+	// the service stops answering.
 	Timeout time.Duration
 }
 
 // Client calls the admin API.
 type Client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base    *url.URL
+	token   string
+	http    *http.Client
+	timeout time.Duration
 }
 
 // New builds a client.
@@ -71,7 +74,8 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
-	return &Client{base: u, token: cfg.Token, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+	tr.ResponseHeaderTimeout = 5 * time.Minute // a large upload is checked before the answer
+	return &Client{base: u, token: cfg.Token, http: &http.Client{Transport: tr}, timeout: timeout}, nil
 }
 
 // Error is an error answered by the API.
@@ -85,10 +89,42 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
 }
 
+// Upload streams body (a file, never read whole into memory) as
+// application/octet-stream and decodes the JSON answer into out.
+func (c *Client) Upload(ctx context.Context, path string, body io.Reader, out any) error {
+	return c.send(ctx, "POST", path, nil, body, "application/octet-stream", out, nil)
+}
+
+// Download streams the answer of a GET into w.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) error {
+	return c.send(ctx, "GET", path, nil, nil, "", nil, w)
+}
+
+// Send sends a request without a body and streams the answer into w (for
+// routes that answer a file, such as a TUF root to sign).
+func (c *Client) Send(ctx context.Context, method, path string, w io.Writer) error {
+	return c.send(ctx, method, path, nil, nil, "", nil, w)
+}
+
 // Do sends one request. path is relative to the server (e.g.
 // "/api/v1/tenants"); query may be nil; body, if not nil, is sent as JSON;
 // out, if not nil, receives the JSON answer.
 func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	var rd io.Reader
+	ct := ""
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd, ct = bytes.NewReader(b), "application/json"
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.send(ctx, method, path, query, rd, ct, out, nil)
+}
+
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, rd io.Reader, contentType string, out any, sink io.Writer) error {
 	// path arrives escaped (url.PathEscape on each segment), so it is
 	// joined as text rather than through url.URL.Path, which would escape
 	// it again.
@@ -97,20 +133,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("bad request path %q: %w", path, err)
 	}
 	u.RawQuery = query.Encode()
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
@@ -125,6 +153,12 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("%s %s: %w", method, u.Path, err)
 	}
 	defer resp.Body.Close()
+	if sink != nil && resp.StatusCode < 300 {
+		if _, err := io.Copy(sink, resp.Body); err != nil {
+			return fmt.Errorf("%s %s: %w", method, u.Path, err)
+		}
+		return nil
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: reading answer: %w", method, u.Path, err)

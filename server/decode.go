@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/api"
 )
 
 // MaxBodyBytes bounds an admin API request body.
@@ -29,6 +30,8 @@ type inputShape struct {
 	hasBody bool
 	// maxBody bounds the body; zero means MaxBodyBytes.
 	maxBody int64
+	// raw is set for api.RawBody: the handler streams the body itself.
+	raw bool
 }
 
 type queryField struct {
@@ -41,7 +44,7 @@ type queryField struct {
 var timeType = reflect.TypeFor[time.Time]()
 
 func shapeOf(t reflect.Type) inputShape {
-	s := inputShape{typ: t}
+	s := inputShape{typ: t, raw: t == reflect.TypeFor[api.RawBody]()}
 	var walk func(t reflect.Type, index []int)
 	walk = func(t reflect.Type, index []int) {
 		for i := 0; i < t.NumField(); i++ {
@@ -87,6 +90,14 @@ func (s inputShape) decode(w http.ResponseWriter, r *http.Request) (reflect.Valu
 	}
 	if err := s.decodeQuery(q, v.Elem()); err != nil {
 		return v, err
+	}
+	if s.raw {
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/octet-stream" {
+				return v, sphere.Errorf(sphere.EUnsupported, "Content-Type %q is not supported; send the file as application/octet-stream", ct)
+			}
+		}
+		return v, nil
 	}
 	if !s.hasBody {
 		if r.ContentLength > 0 {

@@ -12,6 +12,7 @@ import (
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/updates"
 )
 
 // The device API tests here need no root of trust: they check what the
@@ -104,6 +105,74 @@ func TestDeviceWhoamiNeedsCertificate(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestDeviceUpdateRoutesNeedCertificate checks that the update routes of
+// the device API (the update check, TUF metadata and image targets) answer
+// 401 to a caller without a device certificate, whatever it names: the
+// fixture device's group, its image, or an API token instead. Mutual TLS
+// with real device certificates is tested end to end in package agent.
+func TestDeviceUpdateRoutesNeedCertificate(t *testing.T) {
+	t.Parallel()
+	eachDialect(t, func(t *testing.T, e *env) {
+		target := "/device/v1/targets/groups/" + e.A.Group.ID + "/" + e.A.Image.BlobSHA256 + "." + e.A.Image.ID + ".pkg"
+		cases := []struct {
+			name, method string
+			req          request
+		}{
+			{"check", "POST", request{path: "/device/v1/updates/check", body: updates.Report{Components: []updates.Component{}}}},
+			{"check without a body", "POST", request{path: "/device/v1/updates/check"}},
+			{"trusted root", "GET", request{path: "/device/v1/tuf/1.root.json"}},
+			{"timestamp", "GET", request{path: "/device/v1/tuf/timestamp.json"}},
+			{"group targets", "GET", request{path: "/device/v1/tuf/1.groups%2F" + e.A.Group.ID + ".json"}},
+			{"image target", "GET", request{path: target}},
+			{"image target range", "GET", request{path: target, header: http.Header{"Range": {"bytes=0-7"}}}},
+		}
+		tested := map[string]bool{}
+		for _, c := range cases {
+			for _, auth := range []struct{ name, header string }{{"no credentials", ""}, {"an operator's API token", e.operator.auth()}} {
+				t.Run(c.name+"/"+auth.name, func(t *testing.T) {
+					r := e.send(t, auth.header, c.method, c.req)
+					msg := wantError(t, r, http.StatusUnauthorized, sphere.EUnauthenticated)
+					if !strings.Contains(msg, "certificate") {
+						t.Errorf("message %q does not say that a device certificate is needed", msg)
+					}
+					for _, s := range e.A.secrets() {
+						if s != "" && strings.Contains(string(r.Body), s) && !strings.Contains(c.req.path, s) {
+							t.Errorf("the refusal shows %q: %s", s, r.Body)
+						}
+					}
+				})
+			}
+			for _, rt := range e.srv.DeviceRoutes() {
+				if rt.Method == c.method && routeMatches(rt.Path, c.req.path) {
+					tested[rt.Method+" "+rt.Path] = true
+				}
+			}
+		}
+		for _, rt := range e.srv.DeviceRoutes() {
+			key := rt.Method + " " + rt.Path
+			isUpdate := strings.Contains(key, "/updates/") || strings.Contains(key, "/tuf/") || strings.Contains(key, "/targets/")
+			if rt.Access == AccessDevice && isUpdate && !tested[key] {
+				t.Errorf("device route %s is not tried without a certificate", key)
+			}
+		}
+	})
+}
+
+// routeMatches reports whether path matches a route pattern whose {wildcards}
+// each match one path segment.
+func routeMatches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if !strings.HasPrefix(ps[i], "{") && ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // TestDeviceAttestMalformed checks that evidence with a part missing or out

@@ -22,14 +22,18 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to create and drop test schemas
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/updates"
 )
 
 // The harness runs the real server over loopback HTTP on a real store:
@@ -37,7 +41,8 @@ import (
 // database, a fresh PostgreSQL schema per test. newEnv bootstraps the
 // service and builds, through the API itself, the fixtures that most tests
 // need: two tenants with a product, a device group, a claimed device, a
-// tenant CA and an allowlist entry each, and users holding every role.
+// tenant CA, an allowlist entry, a publisher key, an image and a deployment
+// each, a platform publisher key, and users holding every role.
 
 // env is one running server with its fixtures.
 type env struct {
@@ -45,6 +50,9 @@ type env struct {
 	store *store.Store
 	url   string
 	http  *http.Client
+	// blobDir holds the image packages (blob.FS): a file per blob in a
+	// directory named by the first two hex digits of its SHA-256.
+	blobDir string
 
 	reqSeq  atomic.Int64 // X-Request-Id of each request
 	nameSeq atomic.Int64 // unique names for fresh resources
@@ -58,6 +66,11 @@ type env struct {
 	contribA user // Contributor of tenant A only
 	readerA  user // Reader of tenant A only
 	adminB   user // Administrator of tenant B only
+
+	// platform signs OS releases; PlatformKey is its registration as a
+	// platform publisher key, by the operator.
+	platform    *ecdsa.PrivateKey
+	PlatformKey sphere.SigningKey
 
 	A, B fixture // A is the bootstrap tenant "Default", B is "Other"
 }
@@ -83,7 +96,17 @@ type fixture struct {
 	CA api.CACertificate
 	// Measurement is an allowed agent binary.
 	Measurement sphere.AllowedMeasurement
-	Members     []user // the non-operator users with a role here
+	// Publisher signs the tenant's image packages; PublisherKey is its
+	// registration here.
+	Publisher    *ecdsa.PrivateKey
+	PublisherKey sphere.SigningKey
+	// Image is an app image signed by Publisher and uploaded.
+	Image sphere.Image
+	// Deployment deploys Image to Group; it stays active (a test that
+	// pauses, halts or supersedes a deployment makes its own in a fresh
+	// group with newDeployment).
+	Deployment sphere.Deployment
+	Members    []user // the non-operator users with a role here
 }
 
 // path returns the tenant's API path plus suffix.
@@ -93,7 +116,8 @@ func (f *fixture) path(suffix string) string { return "/api/v1/tenants/" + f.Ten
 // see: its ids, names and members.
 func (f *fixture) secrets() []string {
 	s := []string{f.Tenant.ID, f.Tenant.Name, f.Product.ID, f.Product.Name, f.Group.ID, f.Group2.ID, f.Device.ID,
-		f.CA.ID, f.CA.Thumbprint, f.CA.PEM, f.Measurement.ID, f.Measurement.Digest}
+		f.CA.ID, f.CA.Thumbprint, f.CA.PEM, f.Measurement.ID, f.Measurement.Digest,
+		f.PublisherKey.ID, f.Image.ID, f.Image.Name, f.Image.ComponentID, f.Image.BlobSHA256, f.Deployment.ID}
 	for _, m := range f.Members {
 		s = append(s, m.Name, m.ID)
 		s = append(s, m.TokenIDs...)
@@ -192,7 +216,16 @@ func newServer(t *testing.T, st *store.Store) *env {
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)
 	}
-	srv, err := New(Config{Store: st, CA: authority, Attest: att, Logger: log, Version: "test"})
+	e.blobDir = filepath.Join(t.TempDir(), "blobs")
+	blobs, err := blob.NewFS(e.blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log})
+	if err != nil {
+		t.Fatalf("updates.New: %v", err)
+	}
+	srv, err := New(Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: "test"})
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
@@ -228,6 +261,9 @@ func newEnv(t *testing.T, st *store.Store) *env {
 	e.readerA = e.addUser(t, &e.A, "rita.reader", sphere.RoleReader)
 	e.adminB = e.addUser(t, &e.B, "bob.otheradmin", sphere.RoleAdministrator)
 
+	e.platform = newSigner(t)
+	e.must(t, e.operator, "POST", "/api/v1/signing-keys", api.AddSigningKey{Name: "platform release key", PublicKey: publicPEM(t, e.platform)}, 201, &e.PlatformKey)
+
 	e.fill(t, &e.A, "Kettle Alpha", e.adminA)
 	e.fill(t, &e.B, "Toaster Beta", e.adminB)
 	return e
@@ -253,8 +289,10 @@ func (e *env) addUser(t *testing.T, f *fixture, name string, role sphere.Role) u
 }
 
 // fill gives f's tenant a product, a "Pilot" device group, a device
-// claimed into it, its first CA and an allowlist entry; admin is the
-// tenant's own (non-operator) Administrator.
+// claimed into it, its first CA, an allowlist entry, a registered
+// publisher key, an app image signed with it and a deployment of that
+// image to the Pilot group; admin is the tenant's own (non-operator)
+// Administrator.
 func (e *env) fill(t *testing.T, f *fixture, product string, admin user) {
 	t.Helper()
 	e.must(t, admin, "POST", f.path("/products"), api.CreateProduct{Name: product, Description: "fixture"}, 201, &f.Product)
@@ -274,6 +312,12 @@ func (e *env) fill(t *testing.T, f *fixture, product string, admin user) {
 	}
 	f.CA = cas.Items[0]
 	e.must(t, admin, "POST", f.path("/measurements"), api.AllowMeasurement{Type: "agent", Digest: randomDigest(t), Name: "fixture agent"}, 201, &f.Measurement)
+
+	f.Publisher = newSigner(t)
+	e.must(t, admin, "POST", f.path("/signing-keys"), api.AddSigningKey{Name: "fixture publisher", PublicKey: publicPEM(t, f.Publisher)}, 201, &f.PublisherKey)
+	pkg := packApp(t, f.Publisher, newGUID(t), product+" firmware", "1.0.0")
+	e.mustSend(t, admin, "POST", octets(f.path("/images"), pkg), 201, &f.Image)
+	e.must(t, admin, "POST", f.path("/deployments"), api.CreateDeployment{DeviceGroup: f.Group.ID, ImageIDs: []string{f.Image.ID}}, 201, &f.Deployment)
 }
 
 // ---- fresh resources, for tests that change things ----
@@ -344,6 +388,49 @@ func randomDigest(t testing.TB) string {
 	return hex.EncodeToString(b)
 }
 
+// newPublisher registers a fresh publisher key in f's tenant, as the
+// operator, and returns its private half and its registration.
+func (e *env) newPublisher(t *testing.T, f *fixture) (*ecdsa.PrivateKey, sphere.SigningKey) {
+	t.Helper()
+	k := newSigner(t)
+	var sk sphere.SigningKey
+	e.must(t, e.operator, "POST", f.path("/signing-keys"), api.AddSigningKey{Name: e.name("publisher"), PublicKey: publicPEM(t, k)}, 201, &sk)
+	return k, sk
+}
+
+// newImage uploads a fresh app image signed by f's Publisher, as the
+// operator.
+func (e *env) newImage(t *testing.T, f *fixture) sphere.Image {
+	t.Helper()
+	var im sphere.Image
+	e.mustSend(t, e.operator, "POST", octets(f.path("/images"), packApp(t, f.Publisher, newGUID(t), e.name("app"), "1.0.0")), 201, &im)
+	return im
+}
+
+// newDeployment deploys f's Image to a fresh device group, as the
+// operator, and returns the deployment: active, in its first wave.
+func (e *env) newDeployment(t *testing.T, f *fixture) sphere.Deployment {
+	t.Helper()
+	var d sphere.Deployment
+	e.must(t, e.operator, "POST", f.path("/deployments"), api.CreateDeployment{DeviceGroup: e.newGroup(t, f).ID, ImageIDs: []string{f.Image.ID}}, 201, &d)
+	return d
+}
+
+// deploymentIn returns a fresh deployment of f in state: active, paused
+// or halted.
+func (e *env) deploymentIn(t *testing.T, f *fixture, state string) sphere.Deployment {
+	t.Helper()
+	d := e.newDeployment(t, f)
+	action := map[string]string{sphere.DeploymentPaused: "pause", sphere.DeploymentHalted: "halt"}[state]
+	if action != "" {
+		e.must(t, e.operator, "POST", f.path("/deployments/"+d.ID+"/"+action), api.DeploymentAction{Reason: "test setup"}, 200, &d)
+	}
+	if d.State != state {
+		t.Fatalf("deployment %s is %s; want %s", d.ID, d.State, state)
+	}
+	return d
+}
+
 // newMember creates a user with role in f's tenant (not recorded as a
 // fixture member).
 func (e *env) newMember(t *testing.T, f *fixture, role sphere.Role) user {
@@ -386,10 +473,23 @@ func newRegistration(t testing.TB) api.RegisterDevice {
 
 func newPublicKeyPEM(t testing.TB) string {
 	t.Helper()
+	return publicPEM(t, newSigner(t))
+}
+
+// newSigner makes a fresh ECDSA P-256 key, as publishers sign image
+// packages with.
+func newSigner(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// publicPEM is k's public key as a PEM SubjectPublicKeyInfo.
+func publicPEM(t testing.TB, k *ecdsa.PrivateKey) string {
+	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -397,15 +497,62 @@ func newPublicKeyPEM(t testing.TB) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
+// newGUID is a fresh random GUID in canonical lowercase form, as image
+// component ids are.
+func newGUID(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// packApp makes an app image package signed by signer, with a small
+// payload of its own.
+func packApp(t testing.TB, signer *ecdsa.PrivateKey, component, name, version string) []byte {
+	t.Helper()
+	return pack(t, signer, image.Metadata{Kind: image.KindApp, ComponentID: component, Name: name, Version: version, SecurityVersion: 1,
+		AppManifest: &image.AppManifest{SchemaVersion: 1, Name: name, ComponentId: component, EntryPoint: "/bin/x"}})
+}
+
+// packOS makes an OS image package signed by signer.
+func packOS(t testing.TB, signer *ecdsa.PrivateKey, version string) []byte {
+	t.Helper()
+	return pack(t, signer, image.Metadata{Kind: image.KindOS, ComponentID: newGUID(t), Name: "OpenSphere OS", Version: version, SecurityVersion: 1})
+}
+
+func pack(t testing.TB, signer *ecdsa.PrivateKey, md image.Metadata) []byte {
+	t.Helper()
+	md.BuildTime = time.Now().UTC().Truncate(time.Second)
+	payload := []byte(strings.Repeat(md.Name+" "+md.Version+" ", 64) + randomDigest(t))
+	var buf bytes.Buffer
+	if _, err := image.Pack(&buf, md, bytes.NewReader(payload), signer); err != nil {
+		t.Fatalf("image.Pack: %v", err)
+	}
+	return buf.Bytes()
+}
+
 // ---- requests ----
 
 // request is a request without its method and caller. intact, if set,
 // checks that a refused request left its target as it was.
 type request struct {
-	path        string
-	body        any // nil: no body; string or []byte: sent as is; anything else: JSON
+	path string
+	body any // nil: no body; string or []byte: sent as is; anything else: JSON
+	// contentType defaults to application/json when there is a body; "-"
+	// sends none.
 	contentType string
+	header      http.Header // more request headers, e.g. Range
 	intact      func(t *testing.T)
+}
+
+// octets is a request whose body is a file (an image package), sent raw
+// as application/octet-stream.
+func octets(path string, b []byte) request {
+	return request{path: path, body: b, contentType: "application/octet-stream"}
 }
 
 // response is what the server answered.
@@ -443,6 +590,9 @@ func (e *env) send(t testing.TB, auth, method string, req request) response {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for k, v := range req.header {
+		r.Header[k] = v
+	}
 	if auth != "" {
 		r.Header.Set("Authorization", auth)
 	}
@@ -470,13 +620,19 @@ func (e *env) send(t testing.TB, auth, method string, req request) response {
 // and decodes the body into out if out is not nil.
 func (e *env) must(t testing.TB, u user, method, path string, body any, want int, out any) response {
 	t.Helper()
-	r := e.send(t, u.auth(), method, request{path: path, body: body})
+	return e.mustSend(t, u, method, request{path: path, body: body}, want, out)
+}
+
+// mustSend is must for a whole request, such as a raw upload.
+func (e *env) mustSend(t testing.TB, u user, method string, req request, want int, out any) response {
+	t.Helper()
+	r := e.send(t, u.auth(), method, req)
 	if r.Status != want {
-		t.Fatalf("%s %s as %s: status %d, want %d; body: %s", method, path, u.Name, r.Status, want, r.Body)
+		t.Fatalf("%s %s as %s: status %d, want %d; body: %s", method, req.path, u.Name, r.Status, want, r.Body)
 	}
 	if out != nil {
 		if err := json.Unmarshal(r.Body, out); err != nil {
-			t.Fatalf("%s %s: decoding %T: %v; body: %s", method, path, out, err, r.Body)
+			t.Fatalf("%s %s: decoding %T: %v; body: %s", method, req.path, out, err, r.Body)
 		}
 	}
 	return r
@@ -516,8 +672,11 @@ func wantNoLeak(t testing.TB, req request, r response, secrets []string) {
 	if req.body != nil {
 		b, _ := json.Marshal(req.body)
 		sent += string(b)
-		if s, ok := req.body.(string); ok {
-			sent += s
+		switch raw := req.body.(type) {
+		case string:
+			sent += raw
+		case []byte:
+			sent += string(raw)
 		}
 	}
 	if u, err := url.PathUnescape(sent); err == nil {

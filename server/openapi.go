@@ -43,12 +43,20 @@ func (s *Server) OpenAPI() map[string]any {
 		if params != nil {
 			op["parameters"] = params
 		}
-		if rt.in.hasBody {
+		switch {
+		case rt.in.raw:
+			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}}
+		case rt.in.hasBody:
 			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/json": map[string]any{"schema": g.schema(rt.in.typ)}}}
 		}
 		ok := map[string]any{"description": "success"}
-		if rt.out != noContentType {
+		switch rt.out {
+		case noContentType:
+		case rawContentType:
+			ok["content"] = map[string]any{"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}
+		default:
 			ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(rt.out)}}
 		}
 		responses := map[string]any{strconv.Itoa(rt.Status): ok}

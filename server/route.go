@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
@@ -120,6 +122,8 @@ func (s *Server) serveRoute(rt *route) http.Handler {
 			status = writeError(w, r, s.log, err)
 		} else if rt.out == noContentType {
 			w.WriteHeader(http.StatusNoContent)
+		} else if rc, ok := out.(*rawContent); ok {
+			rc.serve(w, r)
 		} else {
 			writeJSON(w, status, out)
 		}
@@ -208,3 +212,24 @@ func pathTarget(r *http.Request) string {
 }
 
 var noContentType = reflect.TypeFor[api.NoContent]()
+
+// rawContent is the answer of a route that serves a file (an image
+// package, TUF metadata) rather than JSON; it supports HTTP Range.
+type rawContent struct {
+	name        string
+	contentType string
+	modTime     time.Time
+	body        io.ReadSeeker
+	close       func() error
+}
+
+var rawContentType = reflect.TypeFor[*rawContent]()
+
+func (rc *rawContent) serve(w http.ResponseWriter, r *http.Request) {
+	if rc.close != nil {
+		defer rc.close()
+	}
+	w.Header().Set("Content-Type", rc.contentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, rc.name, rc.modTime, rc.body)
+}

@@ -61,6 +61,9 @@ type routeCase struct {
 	valid reqFunc
 	// check, if set, looks further at a successful answer.
 	check func(t *testing.T, e *env, req request, r response)
+	// raw is the Content-Type of a successful answer that is a file (an
+	// image package, TUF metadata) rather than the API's JSON; "" for JSON.
+	raw string
 	// bad is a request the same caller sends that must be refused with 400.
 	bad reqFunc
 	// noForbidden says why no caller can be refused with 403: the route is
@@ -107,9 +110,10 @@ func inA(suffix string, body any) reqFunc {
 func adminB(e *env) user { return e.adminB }
 
 // routeCases is the route table test's table: one row per route, keyed by
-// "METHOD PATH" as in routes.go.
+// "METHOD PATH" as in routes.go; the rows of the update routes are in
+// update_routes_test.go.
 func routeCases() map[string]routeCase {
-	return map[string]routeCase{
+	cases := map[string]routeCase{
 		// ---- the caller ----
 		"GET /api/v1/me": {
 			status: 200,
@@ -950,6 +954,13 @@ func routeCases() map[string]routeCase {
 			noCross:       operatorWide,
 		},
 	}
+	for key, c := range updateRouteCases() {
+		if _, dup := cases[key]; dup {
+			panic("routeCases: two rows for " + key)
+		}
+		cases[key] = c
+	}
+	return cases
 }
 
 // actor is the least privileged caller that may call rt: for a tenant
@@ -1005,7 +1016,7 @@ func (e *env) hiddenFrom(u user) []string {
 	return out
 }
 
-var resourceParam = regexp.MustCompile(`\{(product|group|device|user|token|ca|measurement)\}`)
+var resourceParam = regexp.MustCompile(`\{(product|group|device|user|token|ca|measurement|key|image|deployment)\}`)
 
 func testRoute(t *testing.T, e *env, rt RouteInfo, c routeCase) {
 	if c.status != rt.Status {
@@ -1022,7 +1033,9 @@ func testRoute(t *testing.T, e *env, rt RouteInfo, c routeCase) {
 		switch {
 		case r.Status == http.StatusNoContent && len(r.Body) != 0:
 			t.Errorf("204 with a body: %s", r.Body)
-		case r.Status != http.StatusNoContent && !json.Valid(r.Body):
+		case c.raw != "" && r.Header.Get("Content-Type") != c.raw:
+			t.Errorf("answer Content-Type %q, want %q", r.Header.Get("Content-Type"), c.raw)
+		case (c.raw == "" || c.raw == "application/json") && r.Status != http.StatusNoContent && !json.Valid(r.Body):
 			t.Errorf("answer is not JSON: %s", r.Body)
 		}
 		if c.check != nil {
@@ -1124,6 +1137,8 @@ func testRoute(t *testing.T, e *env, rt RouteInfo, c routeCase) {
 				switch want {
 				case 0, http.StatusNotFound:
 					want, code = http.StatusNotFound, sphere.ENotFound
+				case http.StatusBadRequest:
+					code = sphere.EInvalid
 				case http.StatusConflict:
 					code = sphere.EConflict
 				}

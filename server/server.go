@@ -25,6 +25,7 @@ import (
 	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/updates"
 )
 
 // Config configures a Server.
@@ -42,8 +43,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// CA and Attest serve the device API (/device/v1) and the tenant CA
 	// routes. Required.
-	CA     *ca.Authority
-	Attest *attest.Service
+	CA      *ca.Authority
+	Attest  *attest.Service
+	Updates *updates.Service
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// after its context ends; zero means 20 seconds.
 	ShutdownTimeout time.Duration
@@ -54,6 +56,7 @@ type Server struct {
 	store   *store.Store
 	ca      *ca.Authority
 	attest  *attest.Service
+	updates *updates.Service
 	trust   *trustCache
 	log     *slog.Logger
 	now     func() time.Time
@@ -73,10 +76,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("server.New: no store")
 	}
-	if cfg.CA == nil || cfg.Attest == nil {
-		return nil, errors.New("server.New: no CA or attestation service")
+	if cfg.CA == nil || cfg.Attest == nil || cfg.Updates == nil {
+		return nil, errors.New("server.New: the CA, attestation and update services are required")
 	}
-	s := &Server{store: cfg.Store, ca: cfg.CA, attest: cfg.Attest, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
+	s := &Server{store: cfg.Store, ca: cfg.CA, attest: cfg.Attest, updates: cfg.Updates, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -99,8 +102,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.trust = newTrustCache(s.ca, s.now)
 	mux := http.NewServeMux()
-	s.routes = append(s.routeTable(), s.attestAdminRoutes()...)
-	s.deviceRoutes = s.deviceRouteTable()
+	s.routes = append(append(s.routeTable(), s.attestAdminRoutes()...), s.updateAdminRoutes()...)
+	s.deviceRoutes = append(s.deviceRouteTable(), s.updateDeviceRoutes()...)
 	for _, rt := range append(s.routes, s.deviceRoutes...) {
 		mux.Handle(rt.Method+" "+rt.Path, s.serveRoute(rt))
 	}

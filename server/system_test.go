@@ -151,6 +151,10 @@ func checkOpenAPI(t *testing.T, e *env, body []byte) {
 	if len(admin) == 0 || len(device) == 0 {
 		t.Fatalf("the server has %d admin and %d device routes; want both tables filled", len(admin), len(device))
 	}
+	internal := map[string]*route{} // what RouteInfo does not show
+	for _, rt := range slices.Concat(e.srv.routes, e.srv.deviceRoutes) {
+		internal[rt.Method+" "+rt.Path] = rt
+	}
 	ops := map[string]string{}
 	routes := map[string]bool{} // "METHOD PATH" of every route
 	for _, rt := range slices.Concat(admin, device) {
@@ -192,11 +196,35 @@ func checkOpenAPI(t *testing.T, e *env, body []byte) {
 		if !slices.Equal(inQuery, rt.Query) {
 			t.Errorf("%s: query parameters %v, want %v", key, inQuery, rt.Query)
 		}
-		if (op.RequestBody != nil) != rt.HasBody {
-			t.Errorf("%s: requestBody given %v, want %v", key, op.RequestBody != nil, rt.HasBody)
+		// A route that takes a file (an image package) reads the raw
+		// body as application/octet-stream; one that answers a file (a
+		// package, TUF metadata) documents it so too.
+		in := internal[key]
+		wantBody := ""
+		switch {
+		case in.in.raw:
+			wantBody = "application/octet-stream"
+		case rt.HasBody:
+			wantBody = "application/json"
 		}
-		if _, ok := op.Responses[strconv.Itoa(rt.Status)]; !ok {
+		if got := mediaTypes(op.RequestBody); got != wantBody {
+			t.Errorf("%s: requestBody media types %q, want %q", key, got, wantBody)
+		}
+		if got, ok := op.Responses[strconv.Itoa(rt.Status)]; !ok {
 			t.Errorf("%s: no %d response", key, rt.Status)
+		} else {
+			var resp map[string]any
+			json.Unmarshal(got, &resp)
+			want := "application/json"
+			switch in.out {
+			case noContentType:
+				want = ""
+			case rawContentType:
+				want = "application/octet-stream"
+			}
+			if mt := mediaTypes(resp); mt != want {
+				t.Errorf("%s: %d response media types %q, want %q", key, rt.Status, mt, want)
+			}
 		}
 		// A device that attests sends no credentials, so it cannot be
 		// refused as unauthenticated; every other route can.
@@ -235,4 +263,16 @@ func checkOpenAPI(t *testing.T, e *env, body []byte) {
 			t.Errorf("$ref to schema %s, which is not defined", ref[1])
 		}
 	}
+}
+
+// mediaTypes lists the media types of an OpenAPI request body or response
+// object (its "content"), sorted and joined by commas; "" for none.
+func mediaTypes(obj map[string]any) string {
+	content, _ := obj["content"].(map[string]any)
+	var out []string
+	for mt := range content {
+		out = append(out, mt)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }

@@ -1,0 +1,275 @@
+package image
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"testing/iotest"
+
+	"github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc"
+)
+
+// randomBytes returns n reproducible pseudo-random bytes.
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := 0; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	for i := n &^ 7; i < n; i++ {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// checkCover fails unless chunks cover data exactly, in order, with the
+// right sizes and digests.
+func checkCover(t testing.TB, data []byte, chunks []Chunk) {
+	t.Helper()
+	var off int64
+	for i, c := range chunks {
+		if c.Offset != off {
+			t.Fatalf("chunk %d: offset %d, want %d", i, c.Offset, off)
+		}
+		if c.Size < 1 || c.Size > MaxChunkSize {
+			t.Fatalf("chunk %d: size %d out of range", i, c.Size)
+		}
+		if c.Size < MinChunkSize && i != len(chunks)-1 {
+			t.Fatalf("chunk %d of %d: size %d below the minimum and not the last", i, len(chunks), c.Size)
+		}
+		sum := sha256.Sum256(data[c.Offset : c.Offset+c.Size])
+		if got := hex.EncodeToString(sum[:]); got != c.SHA256 {
+			t.Fatalf("chunk %d: sha256 %s, want %s", i, c.SHA256, got)
+		}
+		off += c.Size
+	}
+	if off != int64(len(data)) {
+		t.Fatalf("chunks cover %d bytes, input has %d", off, len(data))
+	}
+}
+
+func TestChunksCoverAndDeterministic(t *testing.T) {
+	for _, n := range []int{0, 1, MinChunkSize - 1, MinChunkSize, MinChunkSize + 1, AvgChunkSize, MaxChunkSize, MaxChunkSize + 1, 3*MaxChunkSize + 12345, 4 << 20} {
+		data := randomBytes(uint64(n), n)
+		a, err := Chunks(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCover(t, data, a)
+		// Reads of one byte at a time give the same chunks: the cut points
+		// depend on the content only, not on how it arrives.
+		b, err := Chunks(iotest.OneByteReader(bytes.NewReader(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalChunks(a, b) {
+			t.Fatalf("n=%d: chunking is not deterministic", n)
+		}
+		if n == 0 && len(a) != 0 {
+			t.Fatalf("empty input: %d chunks, want none", len(a))
+		}
+	}
+}
+
+func TestChunksZeros(t *testing.T) {
+	// Data without content to cut at (zeros) is cut at MaxChunkSize.
+	data := make([]byte, 5*MaxChunkSize+7)
+	cs, err := Chunks(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCover(t, data, cs)
+	if len(cs) != 6 || cs[0].Size != MaxChunkSize || cs[5].Size != 7 {
+		t.Fatalf("got %d chunks (first %d bytes), want 5 of %d and one of 7", len(cs), cs[0].Size, MaxChunkSize)
+	}
+}
+
+func TestChunksReadError(t *testing.T) {
+	boom := errors.New("disk on fire")
+	r := io.MultiReader(bytes.NewReader(randomBytes(1, 1<<20)), iotest.ErrReader(boom))
+	if _, err := Chunks(r); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the read error", err)
+	}
+}
+
+func equalChunks(a, b []Chunk) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// reuse returns the fraction of newData's bytes that lie in chunks whose
+// digest is among old's: what a device holding old need not download.
+func reuse(old, newChunks []Chunk) float64 {
+	have := map[string]bool{}
+	for _, c := range old {
+		have[c.SHA256] = true
+	}
+	var total, reused int64
+	for _, c := range newChunks {
+		total += c.Size
+		if have[c.SHA256] {
+			reused += c.Size
+		}
+	}
+	if total == 0 {
+		return 1
+	}
+	return float64(reused) / float64(total)
+}
+
+func mustChunks(t testing.TB, data []byte) []Chunk {
+	t.Helper()
+	cs, err := Chunks(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func TestChunksInsertNearStart(t *testing.T) {
+	data := randomBytes(7, 16<<20)
+	old := mustChunks(t, data)
+	edited := append(append(append([]byte{}, data[:1000]...), []byte("a few inserted bytes")...), data[1000:]...)
+	cs := mustChunks(t, edited)
+	checkCover(t, edited, cs)
+	r := reuse(old, cs)
+	t.Logf("16 MiB, 20 bytes inserted at offset 1000: %d chunks, %.2f%% of bytes reused", len(cs), 100*r)
+	if r < 0.97 {
+		t.Errorf("only %.2f%% of bytes reused after a small insertion; chunk boundaries should resynchronise", 100*r)
+	}
+}
+
+func TestChunksDeltaReuse(t *testing.T) {
+	const size = 16 << 20
+	data := randomBytes(11, size)
+	old := mustChunks(t, data)
+	// Change 5% of the bytes in four places: two overwritten regions, one
+	// insertion and one deletion, as a rebuilt image with a few changed
+	// files would.
+	region := size * 5 / 100 / 4
+	edited := append([]byte{}, data...)
+	copy(edited[1<<20:], randomBytes(12, region))
+	copy(edited[6<<20:], randomBytes(13, region))
+	edited = append(edited[:10<<20], append(randomBytes(14, region), edited[10<<20:]...)...)
+	edited = append(edited[:13<<20], edited[13<<20+region:]...)
+	cs := mustChunks(t, edited)
+	checkCover(t, edited, cs)
+	r := reuse(old, cs)
+	t.Logf("16 MiB with 5%% of bytes changed in 4 places: %d chunks (%d before), %.1f%% of bytes reused, %.1f%% to fetch",
+		len(cs), len(old), 100*r, 100*(1-r))
+	// Each changed place costs about one chunk on either side beyond the
+	// change itself; on 16 MiB, four places cost ~4%, on a 64 MiB image ~1%.
+	if r < 0.85 {
+		t.Errorf("only %.1f%% of bytes reused; want at least 85%%", 100*r)
+	}
+}
+
+// TestChunkerPinned pins the chunking (the module's Gear table and the cut
+// points it gives for our sizes). Cut points are part of the format's
+// behaviour: if an upgrade of the chunking module moves them, images packed
+// before and after share no chunks. Change these values only on purpose,
+// and say so in docs/image-package.md.
+func TestChunkerPinned(t *testing.T) {
+	h := sha256.New()
+	for _, g := range fastcdc.G {
+		binary.Write(h, binary.BigEndian, g)
+	}
+	if got, want := hex.EncodeToString(h.Sum(nil)), pinnedGearSHA256; got != want {
+		t.Errorf("Gear table SHA-256 = %s, want %s", got, want)
+	}
+	cs := mustChunks(t, randomBytes(42, 2<<20))
+	var sizes []int64
+	for _, c := range cs {
+		sizes = append(sizes, c.Size)
+	}
+	if got, want := sizes, pinnedSizes; !equalInts(got, want) {
+		t.Errorf("chunk sizes of the pinned input = %#v\nwant %#v", got, want)
+	}
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var (
+	pinnedGearSHA256 = "ed8ddd78db5b997b1b80ca00701ad1c01a339f805de852cc229edd147cd251b2"
+	pinnedSizes      = []int64{66509, 73643, 72292, 86621, 124315, 85790, 42063, 107657, 73424, 117302, 81315, 71970, 58337,
+		94107, 68261, 84370, 65620, 72729, 66920, 72955, 90823, 94554, 96724, 104364, 124487}
+)
+
+func BenchmarkChunks(b *testing.B) {
+	data := randomBytes(3, 64<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Chunks(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// specChunkSizes cuts data exactly as docs/image-package.md describes, so
+// that the document is checked against the code.
+func specChunkSizes(data []byte) []int64 {
+	const maskS, maskL = 0x9249249249249000, 0x8888888888888800
+	var sizes []int64
+	for len(data) > 0 {
+		n := min(len(data), MaxChunkSize)
+		cut := n
+		if n > MinChunkSize {
+			normal := min(AvgChunkSize, n)
+			var fp uint64
+			for i := MinChunkSize; i < n; i++ {
+				mask := uint64(maskS)
+				if i >= normal {
+					mask = maskL
+				}
+				fp = (fp << 1) + fastcdc.G[data[i]]
+				if fp&mask == 0 {
+					cut = i
+					break
+				}
+			}
+		}
+		sizes = append(sizes, int64(cut))
+		data = data[cut:]
+	}
+	return sizes
+}
+
+func TestChunkerMatchesSpec(t *testing.T) {
+	inputs := map[string][]byte{
+		"random 4 MiB": randomBytes(8, 4<<20),
+		"zeros":        make([]byte, 3*MaxChunkSize+100),
+		"small":        randomBytes(9, MinChunkSize+1),
+		"text":         bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 40000),
+	}
+	for name, data := range inputs {
+		var got []int64
+		for _, c := range mustChunks(t, data) {
+			got = append(got, c.Size)
+		}
+		if want := specChunkSizes(data); !equalInts(got, want) {
+			t.Errorf("%s: chunk sizes %v\nthe documented algorithm gives %v", name, got, want)
+		}
+	}
+}
