@@ -159,6 +159,19 @@ func TestUpdateEndToEnd(t *testing.T) {
 		t.Errorf("the delivered package is not signed with the tenant's service key: %v", err)
 	}
 
+	// Targets are served with HTTP Range, so that a download resumes.
+	req, _ := http.NewRequest("GET", svc.url+"/device/v1/targets/"+strings.TrimSuffix(check.Targets[0].Path, im.ID+".pkg")+im.BlobSHA256+"."+im.ID+".pkg", nil)
+	req.Header.Set("Range", "bytes=8-15")
+	resp, err := d.agent.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, data[8:16]) {
+		t.Errorf("Range request: HTTP %d, %q; want 206 and bytes 8-15 %q", resp.StatusCode, part, data[8:16])
+	}
+
 	// Once the device measures the installed image, a healthy
 	// attestation marks it verified in the rollout; an image the service
 	// never deployed is refused.
@@ -237,7 +250,7 @@ func TestUpdateEndToEnd(t *testing.T) {
 	// Another tenant's device reaches neither this tenant's metadata nor
 	// its blobs.
 	other := svc.otherTenantDevice(t)
-	resp, err := other.agent.Client().Get(svc.url + "/device/v1/targets/groups/" + group.ID + "/" + im.BlobSHA256 + "." + im.ID + ".pkg")
+	resp, err = other.agent.Client().Get(svc.url + "/device/v1/targets/groups/" + group.ID + "/" + im.BlobSHA256 + "." + im.ID + ".pkg")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ type serveFlags struct {
 	addr, dataDir, db      string
 	tlsCert, tlsKey        string
 	kekFile                string
+	retailEvalLead         time.Duration
 	hosts                  []string
 	logLevel, logFormat    string
 	adminUser, firstTenant string
@@ -70,6 +71,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fl.StringVar(&f.adminUser, "bootstrap-user", "admin", "name of the operator user created on first start")
 	fl.StringVar(&f.firstTenant, "bootstrap-tenant", "Default", "name of the tenant created on first start")
+	fl.DurationVar(&f.retailEvalLead, "retail-eval-lead", 14*24*time.Hour, "how much earlier RetailEval device groups get an OS release than Retail groups")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain requests in flight on SIGINT/SIGTERM")
 	return cmd
 }
@@ -141,7 +143,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log})
+	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log, RetailEvalLead: f.retailEvalLead})
 	if err != nil {
 		return err
 	}

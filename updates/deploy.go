@@ -140,8 +140,9 @@ type Component struct {
 // Report is what a device says when it checks for updates.
 type Report struct {
 	Components []Component `json:"components"`
-	// LastUpdate is the outcome of its latest install: "", "installed",
-	// "failed" or "rolled_back", with LastError saying why it failed.
+	// LastUpdate is where its latest install stands: "", "downloading",
+	// "installed", "failed" or "rolled_back", with LastError saying why it
+	// failed.
 	LastUpdate   string `json:"last_update,omitempty"`
 	LastError    string `json:"last_error,omitempty"`
 	DeploymentID string `json:"deployment_id,omitempty"` // the deployment LastUpdate belongs to
@@ -225,6 +226,8 @@ func (s *Service) recordProgress(ctx context.Context, dev sphere.Device, d spher
 		state, reason = sphere.UpdateFailed, rep.LastError
 	case rep.DeploymentID == d.ID && rep.LastUpdate == sphere.UpdateRolledBack:
 		state, reason = sphere.UpdateRolledBack, rep.LastError
+	case rep.DeploymentID == d.ID && rep.LastUpdate == sphere.UpdateDownloading && !all:
+		state = sphere.UpdateDownloading
 	case all:
 		state = sphere.UpdateInstalled
 	case InRollout(d, dev.ID) && d.State == sphere.DeploymentActive:
