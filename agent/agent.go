@@ -133,6 +133,12 @@ func (a *Agent) DeviceID() string { return a.deviceID }
 // certificate (mutual TLS). The certificate is swapped in place at renewal.
 func (a *Agent) Client() *http.Client { return a.mtls }
 
+// CloseIdleConnections closes the agent's idle connections to the service.
+func (a *Agent) CloseIdleConnections() {
+	a.open.CloseIdleConnections()
+	a.mtls.CloseIdleConnections()
+}
+
 // Certificate returns the current device certificate, or nil.
 func (a *Agent) Certificate() *x509.Certificate {
 	c := a.cert.Load()

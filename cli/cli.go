@@ -90,6 +90,7 @@ Every command has --help. Output is a table, or JSON with --output json.`,
 		a.deploymentCommand(),
 		a.osReleaseCommand(),
 		a.tufCommand(),
+		a.simCommand(),
 		a.adminCommand(),
 		a.versionCommand(),
 	)

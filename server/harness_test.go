@@ -91,6 +91,9 @@ type fixture struct {
 	Product sphere.Product
 	Group   sphere.DeviceGroup // "Pilot", created in Product; holds Device
 	Group2  sphere.DeviceGroup // the default "Field Test" group of Product, empty
+	// Rollout is the default "Development" group of Product, empty, where
+	// newDeployment deploys; each new deployment supersedes the last.
+	Rollout sphere.DeviceGroup
 	Device  sphere.Device      // registered and claimed into Group
 	// CA is the tenant's first CA, made by the first read of its CAs.
 	CA api.CACertificate
@@ -115,7 +118,7 @@ func (f *fixture) path(suffix string) string { return "/api/v1/tenants/" + f.Ten
 // secrets are strings that only someone with a role in the tenant may
 // see: its ids, names and members.
 func (f *fixture) secrets() []string {
-	s := []string{f.Tenant.ID, f.Tenant.Name, f.Product.ID, f.Product.Name, f.Group.ID, f.Group2.ID, f.Device.ID,
+	s := []string{f.Tenant.ID, f.Tenant.Name, f.Product.ID, f.Product.Name, f.Group.ID, f.Group2.ID, f.Rollout.ID, f.Device.ID,
 		f.CA.ID, f.CA.Thumbprint, f.CA.PEM, f.Measurement.ID, f.Measurement.Digest,
 		f.PublisherKey.ID, f.Image.ID, f.Image.Name, f.Image.ComponentID, f.Image.BlobSHA256, f.Deployment.ID}
 	for _, m := range f.Members {
@@ -297,12 +300,14 @@ func (e *env) fill(t *testing.T, f *fixture, product string, admin user) {
 	t.Helper()
 	e.must(t, admin, "POST", f.path("/products"), api.CreateProduct{Name: product, Description: "fixture"}, 201, &f.Product)
 	e.must(t, admin, "POST", f.path("/device-groups"), api.CreateDeviceGroup{Product: f.Product.ID, Name: "Pilot"}, 201, &f.Group)
-	var groups sphere.Page[sphere.DeviceGroup]
-	e.must(t, admin, "GET", f.path("/device-groups?product="+f.Product.ID+"&name=Field+Test"), nil, 200, &groups)
-	if len(groups.Items) != 1 {
-		t.Fatalf("product %s has %d groups named Field Test; want 1", product, len(groups.Items))
+	for name, g := range map[string]*sphere.DeviceGroup{"Field+Test": &f.Group2, "Development": &f.Rollout} {
+		var groups sphere.Page[sphere.DeviceGroup]
+		e.must(t, admin, "GET", f.path("/device-groups?product="+f.Product.ID+"&name="+name), nil, 200, &groups)
+		if len(groups.Items) != 1 {
+			t.Fatalf("product %s has %d groups named %s; want 1", product, len(groups.Items), name)
+		}
+		*g = groups.Items[0]
 	}
-	f.Group2 = groups.Items[0]
 	d := e.registerDevice(t)
 	e.must(t, admin, "POST", f.path("/devices/"+d.ID+"/claim"), api.ClaimDevice{DeviceGroup: f.Group.ID}, 200, &f.Device)
 	var cas sphere.Page[api.CACertificate]
@@ -407,12 +412,14 @@ func (e *env) newImage(t *testing.T, f *fixture) sphere.Image {
 	return im
 }
 
-// newDeployment deploys f's Image to a fresh device group, as the
-// operator, and returns the deployment: active, in its first wave.
+// newDeployment deploys f's Image to f's Rollout group, as the operator,
+// and returns the deployment: active, in its first wave. (A fresh group
+// each time would do too, but every group costs each OS release a TUF
+// signature.)
 func (e *env) newDeployment(t *testing.T, f *fixture) sphere.Deployment {
 	t.Helper()
 	var d sphere.Deployment
-	e.must(t, e.operator, "POST", f.path("/deployments"), api.CreateDeployment{DeviceGroup: e.newGroup(t, f).ID, ImageIDs: []string{f.Image.ID}}, 201, &d)
+	e.must(t, e.operator, "POST", f.path("/deployments"), api.CreateDeployment{DeviceGroup: f.Rollout.ID, ImageIDs: []string{f.Image.ID}}, 201, &d)
 	return d
 }
 

@@ -277,8 +277,8 @@ func (e *env) updateSnapshot(t *testing.T) map[string]string {
 		put(f.Tenant.Name+" images", images.Items, err)
 		deps, err := ts.ListDeployments(ctx, "", all)
 		put(f.Tenant.Name+" deployments", deps.Items, err)
-		root := e.mustSend(t, e.operator, "GET", request{path: f.path("/tuf/root.json")}, 200, nil)
-		out[f.Tenant.Name+" TUF root"] = string(root.Body)
+		root, err := e.srv.updates.TUF().TrustedRoot(ctx, f.Tenant.ID)
+		put(f.Tenant.Name+" TUF root", string(root), err)
 	}
 	// The platform's service key is made on first use, by the first OS
 	// release that gets as far as being re-signed.
