@@ -91,10 +91,10 @@ type fixture struct {
 	Product sphere.Product
 	Group   sphere.DeviceGroup // "Pilot", created in Product; holds Device
 	Group2  sphere.DeviceGroup // the default "Field Test" group of Product, empty
+	Device  sphere.Device      // registered and claimed into Group
 	// Rollout is the default "Development" group of Product, empty, where
 	// newDeployment deploys; each new deployment supersedes the last.
 	Rollout sphere.DeviceGroup
-	Device  sphere.Device      // registered and claimed into Group
 	// CA is the tenant's first CA, made by the first read of its CAs.
 	CA api.CACertificate
 	// Measurement is an allowed agent binary.

@@ -203,7 +203,7 @@ func (s *Server) audit(c *call, rt *route, status int, err error) {
 // pathTarget names the resource a request acts on, for the audit log; a
 // create handler replaces it with the id of what it made.
 func pathTarget(r *http.Request) string {
-	for _, p := range []string{"device", "product", "group", "user", "token", "measurement", "ca"} {
+	for _, p := range []string{"device", "product", "group", "user", "token", "measurement", "ca", "key", "image", "deployment"} {
 		if v := r.PathValue(p); v != "" {
 			return v
 		}

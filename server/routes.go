@@ -220,7 +220,23 @@ func (s *Server) updateProduct(c *call, in *api.UpdateProduct) (sphere.Product, 
 }
 
 func (s *Server) deleteProduct(c *call, _ *api.Empty) (api.NoContent, error) {
-	return api.NoContent{}, c.tenant.DeleteProduct(c.ctx, c.r.PathValue("product"))
+	p, err := c.tenant.GetProduct(c.ctx, c.r.PathValue("product"))
+	if err != nil {
+		return api.NoContent{}, err
+	}
+	groups, err := c.tenant.ListDeviceGroups(c.ctx, store.DeviceGroupFilter{Product: p.ID}, store.PageRequest{Size: store.MaxPageSize})
+	if err != nil {
+		return api.NoContent{}, err
+	}
+	if err := c.tenant.DeleteProduct(c.ctx, p.ID); err != nil {
+		return api.NoContent{}, err
+	}
+	for _, g := range groups.Items {
+		if err := s.updates.TUF().RemoveGroup(c.ctx, c.tenant.ID(), g.ID); err != nil {
+			return api.NoContent{}, err
+		}
+	}
+	return api.NoContent{}, nil
 }
 
 // ---- device groups ----
@@ -252,7 +268,11 @@ func (s *Server) updateDeviceGroup(c *call, in *api.UpdateDeviceGroup) (sphere.D
 }
 
 func (s *Server) deleteDeviceGroup(c *call, _ *api.Empty) (api.NoContent, error) {
-	return api.NoContent{}, c.tenant.DeleteDeviceGroup(c.ctx, c.r.PathValue("group"))
+	if err := c.tenant.DeleteDeviceGroup(c.ctx, c.r.PathValue("group")); err != nil {
+		return api.NoContent{}, err
+	}
+	// Its devices are gone with it; its TUF role goes too.
+	return api.NoContent{}, s.updates.TUF().RemoveGroup(c.ctx, c.tenant.ID(), c.r.PathValue("group"))
 }
 
 // ---- devices ----

@@ -167,6 +167,9 @@ func (t *TenantStore) DeleteProduct(ctx context.Context, idOrName string) error 
 		if n > 0 {
 			return sphere.Errorf(sphere.EPrecondition, "product %q still has %d device(s) in its device groups; move them to another product's group or release them first", p.Name, n)
 		}
+		if err := deleteDeployments(ctx, q, t.id, "device_group_id IN (SELECT id FROM device_groups WHERE tenant_id = ? AND product_id = ?)", t.id, p.ID); err != nil {
+			return err
+		}
 		if _, err := q.exec(ctx, "DELETE FROM device_groups WHERE tenant_id = ? AND product_id = ?", t.id, p.ID); err != nil {
 			return err
 		}
@@ -361,6 +364,9 @@ func (t *TenantStore) DeleteDeviceGroup(ctx context.Context, id string) error {
 		if n > 0 {
 			return sphere.Errorf(sphere.EPrecondition, "device group %q still has %d device(s); move them to another group first", g.Name, n)
 		}
+		if err := deleteDeployments(ctx, q, t.id, "device_group_id = ?", g.ID); err != nil {
+			return err
+		}
 		_, err := q.exec(ctx, "DELETE FROM device_groups WHERE tenant_id = ? AND id = ?", t.id, g.ID)
 		return err
 	})
@@ -368,4 +374,19 @@ func (t *TenantStore) DeleteDeviceGroup(ctx context.Context, id string) error {
 		return fmt.Errorf("store.DeleteDeviceGroup: %w", err)
 	}
 	return nil
+}
+
+// deleteDeployments removes the tenant's deployments matching where (with
+// args), and what hangs off them, inside a transaction: a device group
+// that goes takes its rollout history with it.
+func deleteDeployments(ctx context.Context, q *querier, tenantID, where string, args ...any) error {
+	sel := "SELECT id FROM deployments WHERE tenant_id = ? AND " + where
+	all := append([]any{tenantID}, args...)
+	for _, table := range []string{"device_updates", "deployment_images"} {
+		if _, err := q.exec(ctx, "DELETE FROM "+table+" WHERE deployment_id IN ("+sel+")", all...); err != nil {
+			return err
+		}
+	}
+	_, err := q.exec(ctx, "DELETE FROM deployments WHERE tenant_id = ? AND "+where, all...)
+	return err
 }

@@ -229,3 +229,47 @@ func TestTUFRows(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteGroupWithDeployments: a device group (or product) that had
+// deployments can be deleted once it holds no devices; its rollout history
+// goes with it.
+func TestDeleteGroupWithDeployments(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		p := mustProduct(t, a, "Lamp")
+		g := groupNamed(t, a, p.ID, "Field Test")
+		im := strings.Repeat("3", 64)
+		a.AddImage(ctx, testImage(im, "c"))
+		mk := func() sphere.Deployment {
+			d, err := a.CreateDeployment(ctx, sphere.Deployment{DeviceGroupID: g.ID, ImageIDs: []string{im}, Waves: []int{100}, MinSample: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		mk()
+		d := mk()
+		dev := mustClaimedDevice(t, s, a, g.ID)
+		s.SetDeviceUpdate(ctx, sphere.DeviceUpdate{DeviceID: dev.ID, DeploymentID: d.ID, State: sphere.UpdatePending})
+		if err := a.DeleteDeviceGroup(ctx, g.ID); codeOf(err) != sphere.EPrecondition {
+			t.Fatalf("deleting a group with a device: %v", err)
+		}
+		if _, err := a.ReleaseDevice(ctx, dev.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.DeleteDeviceGroup(ctx, g.ID); err != nil {
+			t.Fatalf("deleting an empty group with deployments: %v", err)
+		}
+		if n := countRows(t, s, "deployments", "device_group_id = ?", g.ID); n != 0 {
+			t.Errorf("%d deployments left", n)
+		}
+		g2 := groupNamed(t, a, p.ID, "Production")
+		if _, err := a.CreateDeployment(ctx, sphere.Deployment{DeviceGroupID: g2.ID, ImageIDs: []string{im}, Waves: []int{100}, MinSample: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.DeleteProduct(ctx, p.ID); err != nil {
+			t.Fatalf("deleting a product whose group has a deployment: %v", err)
+		}
+	})
+}

@@ -369,7 +369,7 @@ func (s *Service) Maintain(ctx context.Context) error {
 				}
 				dp.Token = deps.NextPageToken
 			}
-			if err := s.syncTenant(ctx, t.ID); err != nil {
+			if err := s.syncTenant(ctx, t.ID, ""); err != nil {
 				return err
 			}
 			if _, err := s.tuf.Refresh(ctx, t.ID); err != nil {

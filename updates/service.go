@@ -164,7 +164,7 @@ type verified struct {
 // signature by one of the owner's publisher keys, payload digest),
 // re-signs it with the owner's service key into a new blob, and removes
 // the raw upload. Nothing is left behind on any failure.
-func (s *Service) ingest(ctx context.Context, tenantID string, r io.Reader) (verified, error) {
+func (s *Service) ingest(ctx context.Context, tenantID string, r io.Reader, wantKind image.Kind) (verified, error) {
 	rawSHA, _, err := s.blobs.Put(ctx, r, s.max)
 	if errors.Is(err, blob.ErrTooLarge) {
 		return verified{}, sphere.Errorf(sphere.ETooLarge, "the image package is larger than %d bytes", s.max)
@@ -185,6 +185,9 @@ func (s *Service) ingest(ctx context.Context, tenantID string, r io.Reader) (ver
 	h, err := image.ReadHeader(obj)
 	if err != nil {
 		return verified{}, sphere.Errorf(sphere.EInvalid, "%v", err)
+	}
+	if wantKind != "" && h.Metadata.Kind != wantKind {
+		return verified{}, sphere.Errorf(sphere.EInvalid, "this takes an %s image, not %s", wantKind, h.Metadata.Kind)
 	}
 	keys, err := s.st.SigningKeys(ctx, tenantID, sphere.KeyPublisher)
 	if err != nil {
@@ -242,11 +245,19 @@ func imageOf(v verified, actor string) sphere.Image {
 
 // AddImage accepts an image package upload for a tenant.
 func (s *Service) AddImage(ctx context.Context, tenantID, actor string, r io.Reader) (sphere.Image, error) {
-	v, err := s.ingest(ctx, tenantID, r)
+	v, err := s.ingest(ctx, tenantID, r, "")
 	if err != nil {
 		return sphere.Image{}, err
 	}
-	im, err := s.st.Tenant(tenantID).AddImage(ctx, imageOf(v, actor))
+	ts := s.st.Tenant(tenantID)
+	if old, err := ts.GetImage(ctx, v.header.ImageID()); err == nil {
+		// Uploaded before: keep the stored package, drop this copy.
+		if old.BlobSHA256 != v.sha {
+			s.blobs.Delete(ctx, v.sha)
+		}
+		return old, nil
+	}
+	im, err := ts.AddImage(ctx, imageOf(v, actor))
 	if err != nil {
 		return im, err
 	}
@@ -257,21 +268,20 @@ func (s *Service) AddImage(ctx context.Context, tenantID, actor string, r io.Rea
 // PublishOSRelease accepts an OS image from the platform publisher: it is
 // on the RetailEval feed from now and on Retail RetailEvalLead later.
 func (s *Service) PublishOSRelease(ctx context.Context, actor string, r io.Reader) (sphere.OSRelease, error) {
-	v, err := s.ingest(ctx, "", r)
+	v, err := s.ingest(ctx, "", r, image.KindOS)
 	if err != nil {
 		return sphere.OSRelease{}, err
-	}
-	if v.header.Metadata.Kind != image.KindOS {
-		s.blobs.Delete(ctx, v.sha)
-		return sphere.OSRelease{}, sphere.Errorf(sphere.EInvalid, "an OS release must be an os image, not %s", v.header.Metadata.Kind)
 	}
 	now := s.now()
 	rel, err := s.st.PublishOSRelease(ctx, sphere.OSRelease{Image: imageOf(v, actor), EvalAt: now, RetailAt: now.Add(s.lead)})
 	if err != nil {
+		s.blobs.Delete(ctx, v.sha)
 		return rel, err
 	}
 	s.log.Info("OS release published", "image", rel.ID, "version", rel.Version, "retail_at", rel.RetailAt)
-	return rel, s.syncAllGroups(ctx)
+	// Groups on RetailEval get it now; Retail groups get it from the
+	// hourly maintenance once their time comes.
+	return rel, s.syncGroups(ctx, sphere.FeedRetailEval)
 }
 
 // ---- what a group should run ----
@@ -356,9 +366,8 @@ func (s *Service) SyncGroup(ctx context.Context, tenantID, groupID string) error
 	return s.tuf.SetGroupTargets(ctx, tenantID, groupID, tt)
 }
 
-// syncAllGroups republishes every group of every tenant (a new OS release
-// changes them all).
-func (s *Service) syncAllGroups(ctx context.Context) error {
+// syncGroups republishes the groups of every tenant on feed.
+func (s *Service) syncGroups(ctx context.Context, feed sphere.OSFeed) error {
 	p := store.PageRequest{Size: store.MaxPageSize}
 	for {
 		tenants, err := s.st.ListTenants(ctx, store.TenantFilter{}, p)
@@ -366,7 +375,7 @@ func (s *Service) syncAllGroups(ctx context.Context) error {
 			return err
 		}
 		for _, t := range tenants.Items {
-			if err := s.syncTenant(ctx, t.ID); err != nil {
+			if err := s.syncTenant(ctx, t.ID, feed); err != nil {
 				return err
 			}
 		}
@@ -377,7 +386,8 @@ func (s *Service) syncAllGroups(ctx context.Context) error {
 	}
 }
 
-func (s *Service) syncTenant(ctx context.Context, tenantID string) error {
+// syncTenant republishes the tenant's groups on feed ("" for all).
+func (s *Service) syncTenant(ctx context.Context, tenantID string, feed sphere.OSFeed) error {
 	gp := store.PageRequest{Size: store.MaxPageSize}
 	for {
 		groups, err := s.st.Tenant(tenantID).ListDeviceGroups(ctx, store.DeviceGroupFilter{}, gp)
@@ -385,6 +395,9 @@ func (s *Service) syncTenant(ctx context.Context, tenantID string) error {
 			return err
 		}
 		for _, g := range groups.Items {
+			if feed != "" && g.OSFeed != feed {
+				continue
+			}
 			if err := s.SyncGroup(ctx, tenantID, g.ID); err != nil {
 				return err
 			}
