@@ -133,7 +133,7 @@ func isRetryable(err error) bool {
 func (fe *fetcher) get(ctx context.Context, from, to int64) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fe.url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+		return nil, err
 	}
 	rng := "bytes=" + strconv.FormatInt(from, 10) + "-"
 	if to >= 0 {
@@ -148,7 +148,7 @@ func (fe *fetcher) get(ctx context.Context, from, to int64) (*http.Response, err
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &retryable{fmt.Errorf("fetch: GET %s: %w", fe.url, err)}
+		return nil, &retryable{fmt.Errorf("GET %s: %w", fe.url, err)}
 	}
 	return resp, nil
 }
@@ -158,7 +158,7 @@ func (fe *fetcher) get(ctx context.Context, from, to int64) (*http.Response, err
 func statusError(resp *http.Response) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // lets the connection be reused
 	resp.Body.Close()
-	err := fmt.Errorf("fetch: GET %s: server answered %s", resp.Request.URL.Redacted(), resp.Status)
+	err := fmt.Errorf("GET %s: server answered %s", resp.Request.URL.Redacted(), resp.Status)
 	switch c := resp.StatusCode; {
 	case c >= 500, c == http.StatusRequestTimeout, c == http.StatusTooManyRequests:
 		return &retryable{err}
@@ -171,7 +171,7 @@ func statusError(resp *http.Response) error {
 type contentRange struct{ first, last, total int64 }
 
 func parseContentRange(s string) (contentRange, error) {
-	bad := fmt.Errorf("fetch: invalid Content-Range %q", s)
+	bad := fmt.Errorf("invalid Content-Range %q", s)
 	rest, ok := strings.CutPrefix(s, "bytes ")
 	if !ok {
 		return contentRange{}, bad
@@ -214,7 +214,7 @@ func (fe *fetcher) do(ctx context.Context, attempt func() (progress bool, err er
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("fetch: %w", ctx.Err())
+			return ctx.Err()
 		}
 		if !isRetryable(err) {
 			return err
@@ -229,7 +229,7 @@ func (fe *fetcher) do(ctx context.Context, attempt func() (progress bool, err er
 		wait := fe.backoff(failures)
 		fe.log.Info("fetch: retrying", "url", fe.url, "retry", failures, "wait", wait, "err", err)
 		if err := sleep(ctx, wait); err != nil {
-			return fmt.Errorf("fetch: %w", err)
+			return err
 		}
 	}
 }
@@ -283,7 +283,7 @@ func (b *body) Read(p []byte) (int, error) {
 		if b.ctx.Err() != nil {
 			return n, b.ctx.Err()
 		}
-		return n, &retryable{fmt.Errorf("fetch: GET %s: reading the answer: %w", b.fe.url, err)}
+		return n, &retryable{fmt.Errorf("GET %s: reading the answer: %w", b.fe.url, err)}
 	}
 	return n, err
 }
