@@ -25,7 +25,7 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/sphere-agent", "the agent's state: key blobs (TPM) or keys (soft), the device certificate")
 	fl.StringVar(&f.rotKind, "rot", "tpm", "root of trust: tpm, or soft for development and simulation (keys in files)")
-	fl.StringVar(&f.tpmDevice, "tpm", "", "TPM device (default /dev/tpmrm0, falling back to /dev/tpm0)")
+	fl.StringVar(&f.tpmDevice, "tpm", "", "TPM device (default /dev/tpmrm0, falling back to /dev/tpm0), or tcp:HOST:PORT for a socket TPM such as swtpm in a lab")
 	if withServer {
 		fl.StringVar(&f.server, "server", "", "the security service, e.g. https://sphere.example.com:8443")
 		fl.StringVar(&f.caFile, "ca-file", "", "PEM bundle of CAs the device trusts for the service's TLS certificate (default: the system's)")

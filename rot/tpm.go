@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/google/go-tpm/tpm2"
@@ -22,11 +23,10 @@ type TPMConfig struct {
 	// key and so useless on any other TPM. Required; created (mode 0700) if
 	// missing. Losing it means new keys, that is a new device identity.
 	StateDir string
-	// Device is the TPM character device. Empty means /dev/tpmrm0 (the
-	// kernel's resource manager), falling back to /dev/tpm0. TPMs behind a
-	// socket (swtpm) are not opened by address: go-tpm's socket transports
-	// take a response from a single read, which a stream may split. Give
-	// such a TPM as Transport.
+	// Device is the TPM character device, or "tcp:HOST:PORT" for a TPM
+	// behind a socket such as swtpm's TCP server (labs). Empty means
+	// /dev/tpmrm0 (the kernel's resource manager), falling back to
+	// /dev/tpm0.
 	Device string
 	// Transport, if set, is used instead of Device (tests pass a TPM
 	// simulator). OpenTPM does not take it over: Close leaves it open.
@@ -119,7 +119,13 @@ func OpenTPM(cfg TPMConfig) (_ *TPM, err error) {
 	if cfg.Transport != nil {
 		t.tpm = cfg.Transport
 	} else {
-		tc, err := openDevice(cfg.Device)
+		var tc transport.TPMCloser
+		var err error
+		if addr, ok := strings.CutPrefix(cfg.Device, "tcp:"); ok {
+			tc, err = openSocket(addr)
+		} else {
+			tc, err = openDevice(cfg.Device)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("rot.OpenTPM: %w", err)
 		}
