@@ -133,6 +133,12 @@ func (a *Agent) DeviceID() string { return a.deviceID }
 // certificate (mutual TLS). The certificate is swapped in place at renewal.
 func (a *Agent) Client() *http.Client { return a.mtls }
 
+// TLSCertificate returns the current device certificate with its chain and
+// the root of trust's identity key as its signer, for other mutual-TLS
+// clients of the device (the cloud uplink); nil before the first healthy
+// attestation. Call it at each handshake: renewal replaces it.
+func (a *Agent) TLSCertificate() *tls.Certificate { return a.cert.Load() }
+
 // CloseIdleConnections closes the agent's idle connections to the service.
 func (a *Agent) CloseIdleConnections() {
 	a.open.CloseIdleConnections()
