@@ -479,7 +479,7 @@ func (a *app) osReleaseCommand() *cobra.Command {
 		},
 	}
 	keys := &cobra.Command{Use: "signing-key", Short: "The platform's publisher keys for OS releases (operators only)"}
-	keys.AddCommand(a.signingKeyAdd("/signing-keys", false), a.signingKeyList("/signing-keys", false))
+	keys.AddCommand(a.signingKeyAdd("/signing-keys", false), a.signingKeyList("/signing-keys", false), a.platformKeyRevoke())
 	cmd.AddCommand(publish, list, keys)
 	return cmd
 }
@@ -663,4 +663,27 @@ func (a *app) showUpdateStatus(ex updates.Explanation) [][2]string {
 		f = append(f, [2]string{"Why", r})
 	}
 	return f
+}
+
+func (a *app) platformKeyRevoke() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke a platform publisher key: OS releases it signs are refused from now on",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := a.client()
+			if err != nil {
+				return err
+			}
+			var k sphere.SigningKey
+			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/signing-keys/"+url.PathEscape(id), nil, nil, &k); err != nil {
+				return err
+			}
+			return a.showSigningKeys([]sphere.SigningKey{k})
+		},
+	}
+	cmd.Flags().StringVar(&id, "key", "", "signing key id, from sphere os-release signing-key list")
+	requireFlags(cmd, "key")
+	return cmd
 }

@@ -50,6 +50,7 @@ func (s *Server) updateAdminRoutes() []*route {
 		{route{Method: get, Path: "/api/v1/os-releases", Summary: "List OS releases", Access: AccessUser}, handle(s.listOS)},
 		{route{Method: get, Path: "/api/v1/signing-keys", Summary: "List the platform's signing keys (for OS releases)", Access: AccessOperator}, handle(s.listPlatformKeys)},
 		{route{Method: post, Path: "/api/v1/signing-keys", Summary: "Register a platform publisher key for OS releases", Access: AccessOperator, Action: "signing_key.add", Status: http.StatusCreated}, handle(s.addPlatformKey)},
+		{route{Method: del, Path: "/api/v1/signing-keys/{key}", Summary: "Revoke a platform publisher key: OS releases it signs are refused from now on", Access: AccessOperator, Action: "signing_key.revoke"}, handle(s.revokePlatformKey)},
 	}
 	return finishRoutes(rows)
 }
@@ -280,6 +281,26 @@ func (s *Server) listPlatformKeys(c *call, _ *api.Empty) (sphere.Page[sphere.Sig
 		ks = []sphere.SigningKey{}
 	}
 	return sphere.Page[sphere.SigningKey]{Items: ks}, err
+}
+
+func (s *Server) revokePlatformKey(c *call, _ *api.Empty) (sphere.SigningKey, error) {
+	id := c.r.PathValue("key")
+	ks, err := s.store.SigningKeys(c.ctx, "", sphere.KeyPublisher)
+	if err != nil {
+		return sphere.SigningKey{}, err
+	}
+	for _, k := range ks {
+		if k.ID != id {
+			continue
+		}
+		if err := s.store.RevokeSigningKey(c.ctx, "", id); err != nil {
+			return k, err
+		}
+		now := s.now().UTC()
+		k.RevokedAt = &now
+		return k, nil
+	}
+	return sphere.SigningKey{}, sphere.Errorf(sphere.ENotFound, "platform publisher key %q not found", id)
 }
 
 func (s *Server) addPlatformKey(c *call, in *api.AddSigningKey) (sphere.SigningKey, error) {

@@ -636,6 +636,33 @@ func updateRouteCases() map[string]routeCase {
 			noOtherTenant: notTenant,
 			noCross:       operatorWide,
 		},
+		"DELETE /api/v1/signing-keys/{key}": {
+			status: 200,
+			valid: func(t *testing.T, e *env) request {
+				var k sphere.SigningKey
+				e.must(t, e.operator, "POST", "/api/v1/signing-keys", api.AddSigningKey{Name: e.name("old key"), PublicKey: newPublicKeyPEM(t)}, 201, &k)
+				return request{path: "/api/v1/signing-keys/" + k.ID}
+			},
+			check: func(t *testing.T, e *env, req request, r response) {
+				var k sphere.SigningKey
+				decode(t, r, &k)
+				if k.RevokedAt == nil || k.TenantID != "" {
+					t.Errorf("revoked platform key %+v; want revoked_at set", k)
+				}
+				var p sphere.Page[sphere.SigningKey]
+				e.must(t, e.operator, "GET", "/api/v1/signing-keys", nil, 200, &p)
+				for _, pk := range p.Items {
+					if pk.ID == k.ID && pk.RevokedAt == nil {
+						t.Errorf("platform key %s still active after revocation", k.ID)
+					}
+				}
+			},
+			bad: func(t *testing.T, e *env) request {
+				return request{path: "/api/v1/signing-keys/some-key?force=1"}
+			},
+			noOtherTenant: notTenant,
+			noCross:       operatorWide,
+		},
 	}
 }
 
