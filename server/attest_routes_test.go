@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -76,28 +75,7 @@ func TestAttestAdminInput(t *testing.T) {
 					method = "POST"
 				}
 				req := request{path: c.path(t, e), body: c.body}
-				before := e.attestSnapshot(t)
-				r := e.send(t, u.auth(), method, req)
-				msg := wantError(t, r, c.status, c.code)
-				if !strings.Contains(msg, c.msg) {
-					t.Errorf("message %q does not say %q", msg, c.msg)
-				}
-				if after := e.attestSnapshot(t); !maps.Equal(before, after) {
-					for k, v := range after {
-						if before[k] != v {
-							t.Errorf("the refused request changed %s: %s -> %s", k, before[k], v)
-						}
-					}
-				}
-				a, audited := e.auditEntry(t, r.RequestID)
-				switch {
-				case method == "GET" && audited:
-					t.Errorf("a read was audited: %+v", a)
-				case method != "GET" && !audited:
-					t.Errorf("no audit entry for the refused %s %s", method, req.path)
-				case method != "GET" && (a.Actor != u.Name || a.Result != c.code || a.Status != c.status):
-					t.Errorf("audit entry %+v; want actor %s, result %s, status %d", a, u.Name, c.code, c.status)
-				}
+				e.refused(t, u, method, req, c.status, c.code, c.msg, e.attestSnapshot)
 			})
 		}
 	})

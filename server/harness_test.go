@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -710,4 +711,34 @@ func (e *env) auditEntry(t testing.TB, requestID string) (sphere.AuditEntry, boo
 		}
 	}
 	return sphere.AuditEntry{}, false
+}
+
+// refused sends req as u and checks that it is refused with status, code
+// and a message containing msg; that snapshot is the same before and
+// after (nothing changed); and that the refusal is audited if it was a
+// change (and not if it was a read).
+func (e *env) refused(t *testing.T, u user, method string, req request, status int, code, msg string, snapshot func(*testing.T) map[string]string) {
+	t.Helper()
+	before := snapshot(t)
+	r := e.send(t, u.auth(), method, req)
+	got := wantError(t, r, status, code)
+	if !strings.Contains(got, msg) {
+		t.Errorf("message %q does not say %q", got, msg)
+	}
+	if after := snapshot(t); !maps.Equal(before, after) {
+		for k, v := range after {
+			if before[k] != v {
+				t.Errorf("the refused request changed %s:\n%s\n->\n%s", k, before[k], v)
+			}
+		}
+	}
+	a, audited := e.auditEntry(t, r.RequestID)
+	switch {
+	case method == "GET" && audited:
+		t.Errorf("a read was audited: %+v", a)
+	case method != "GET" && !audited:
+		t.Errorf("no audit entry for the refused %s %s", method, req.path)
+	case method != "GET" && (a.Actor != u.Name || a.Result != code || a.Status != status):
+		t.Errorf("audit entry %+v; want actor %s, result %s, status %d", a, u.Name, code, status)
+	}
 }

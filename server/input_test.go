@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -200,28 +199,7 @@ func TestBadInput(t *testing.T) {
 				if f, ok := c.body.(func(*testing.T, *env) any); ok {
 					req.body = f(t, e)
 				}
-				before := e.snapshot(t)
-				r := e.send(t, u.auth(), method, req)
-				msg := wantError(t, r, c.status, c.code)
-				if !strings.Contains(msg, c.msg) {
-					t.Errorf("message %q does not say %q", msg, c.msg)
-				}
-				if after := e.snapshot(t); !maps.Equal(before, after) {
-					for k, v := range after {
-						if before[k] != v {
-							t.Errorf("the refused request changed %s: %s -> %s", k, before[k], v)
-						}
-					}
-				}
-				a, audited := e.auditEntry(t, r.RequestID)
-				switch {
-				case method == "GET" && audited:
-					t.Errorf("a read was audited: %+v", a)
-				case method != "GET" && !audited:
-					t.Errorf("no audit entry for the refused %s %s", method, req.path)
-				case method != "GET" && (a.Actor != u.Name || a.Result != c.code || a.Status != c.status):
-					t.Errorf("audit entry %+v; want actor %s, result %s, status %d", a, u.Name, c.code, c.status)
-				}
+				e.refused(t, u, method, req, c.status, c.code, c.msg, e.snapshot)
 			})
 		}
 	})

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -227,28 +226,7 @@ func TestUpdateAdminInput(t *testing.T) {
 				if f, ok := c.body.(func(*testing.T, *env) any); ok {
 					req.body = f(t, e)
 				}
-				before := e.updateSnapshot(t)
-				r := e.send(t, u.auth(), method, req)
-				msg := wantError(t, r, c.status, c.code)
-				if !strings.Contains(msg, c.msg) {
-					t.Errorf("message %q does not say %q", msg, c.msg)
-				}
-				if after := e.updateSnapshot(t); !maps.Equal(before, after) {
-					for k, v := range after {
-						if before[k] != v {
-							t.Errorf("the refused request changed %s:\n%s\n->\n%s", k, before[k], v)
-						}
-					}
-				}
-				a, audited := e.auditEntry(t, r.RequestID)
-				switch {
-				case method == "GET" && audited:
-					t.Errorf("a read was audited: %+v", a)
-				case method != "GET" && !audited:
-					t.Errorf("no audit entry for the refused %s %s", method, req.path)
-				case method != "GET" && (a.Actor != u.Name || a.Result != c.code || a.Status != c.status):
-					t.Errorf("audit entry %+v; want actor %s, result %s, status %d", a, u.Name, c.code, c.status)
-				}
+				e.refused(t, u, method, req, c.status, c.code, c.msg, e.updateSnapshot)
 			})
 		}
 	})
