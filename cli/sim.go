@@ -73,6 +73,7 @@ Point it only at a service you run: it is a load generator.`,
 	fl.Float64Var(&cfg.Rate, "rate", 0, "operations per second for renewal and update-check (0: as fast as concurrency allows)")
 	fl.DurationVar(&cfg.Duration, "duration", 0, "keep going round the fleet this long (0: once)")
 	fl.StringVar(&cfg.Tenant, "tenant", "", "tenant to set the fleet up in (default: the selected one)")
+	fl.BoolVar(&cfg.Reuse, "reuse-connections", false, "keep each device's TLS connections between its operations (default: new TLS for every operation)")
 	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys (default: a temporary directory)")
 	return cmd
 }

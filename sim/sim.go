@@ -31,10 +31,10 @@ import (
 
 // Scenarios the simulator runs.
 const (
-	// Every operation of every device runs on new TLS connections (the
-	// device's idle connections are closed after each), as devices that
-	// wake up and attest do; this also keeps a large fleet from holding
-	// every loopback ephemeral port.
+	// By default every operation of every device runs on new TLS
+	// connections (the device's idle connections are closed after each),
+	// as devices that wake up and attest do; this also keeps a large fleet
+	// from holding every loopback ephemeral port. Config.Reuse keeps them.
 	ScenarioStorm       = "storm"        // every device attests at once
 	ScenarioRenewal     = "renewal"      // attestations at a steady rate, as daily renewal spreads them
 	ScenarioUpdateCheck = "update-check" // every device checks for updates over mutual TLS
@@ -54,6 +54,9 @@ type Config struct {
 	Duration time.Duration
 	// Dir holds the devices' state (soft keys); a temporary directory if empty.
 	Dir string
+	// Reuse keeps each device's connections open between its operations
+	// (as an agent does during a day) instead of new TLS for each.
+	Reuse bool
 	// Progress receives a line now and then; nil is quiet.
 	Progress func(format string, args ...any)
 }
@@ -165,6 +168,11 @@ type device struct {
 
 // Run sets up the fleet and runs the scenario.
 func Run(ctx context.Context, cfg Config) (Report, error) {
+	done := func(d *device) {
+		if !cfg.Reuse {
+			d.agent.CloseIdleConnections()
+		}
+	}
 	if cfg.Devices <= 0 || cfg.Devices > 1_000_000 {
 		return Report{}, fmt.Errorf("devices must be between 1 and 1000000")
 	}
@@ -217,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			t := time.Now()
 			_, err := d.agent.Attest(ctx)
 			rec.observe(t, err)
-			d.agent.CloseIdleConnections()
+			done(d)
 		})
 		rep.Ops = append(rep.Ops, rec.op("attest+certificate"))
 	case ScenarioRenewal:
@@ -226,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			t := time.Now()
 			_, err := d.agent.Attest(ctx)
 			rec.observe(t, err)
-			d.agent.CloseIdleConnections()
+			done(d)
 		})
 		rep.Ops = append(rep.Ops, rec.op("renewal"))
 	case ScenarioUpdateCheck:
@@ -235,7 +243,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			t := time.Now()
 			_, err := d.agent.Attest(ctx)
 			first.observe(t, err)
-			d.agent.CloseIdleConnections()
+			done(d)
 		})
 		rep.Ops = append(rep.Ops, first.op("attest+certificate"))
 		rec := newRecorder()
@@ -244,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			var res updates.CheckResult
 			err := d.agent.Post(ctx, "/device/v1/updates/check", updates.Report{}, &res)
 			rec.observe(t, err)
-			d.agent.CloseIdleConnections()
+			done(d)
 		})
 		rep.Ops = append(rep.Ops, rec.op("update-check"))
 	}
