@@ -496,20 +496,10 @@ func (a *Authority) Proof(ctx context.Context, tenantID, caID, code string) (*x5
 
 // RotateAll runs Rotate for every tenant.
 func (a *Authority) RotateAll(ctx context.Context) error {
-	p := store.PageRequest{Size: store.MaxPageSize}
-	for {
-		ts, err := a.st.ListTenants(ctx, store.TenantFilter{}, p)
-		if err != nil {
-			return err
+	return a.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error {
+		if err := a.Rotate(ctx, t.ID); err != nil {
+			return fmt.Errorf("tenant %s: %w", t.ID, err)
 		}
-		for _, t := range ts.Items {
-			if err := a.Rotate(ctx, t.ID); err != nil {
-				return fmt.Errorf("tenant %s: %w", t.ID, err)
-			}
-		}
-		if ts.NextPageToken == "" {
-			return nil
-		}
-		p.Token = ts.NextPageToken
-	}
+		return nil
+	})
 }

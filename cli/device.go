@@ -157,35 +157,26 @@ files. Registering the same keys again is harmless.`,
 func devicePath(tp, id string) string { return tp + "/devices/" + url.PathEscape(id) }
 
 func (a *app) deviceClaim() *cobra.Command {
-	var id, group string
-	cmd := &cobra.Command{
+	var group string
+	cmd := a.oneDevice(&cobra.Command{
 		Use:     "claim [DEVICE_ID]",
 		Short:   "Claim a registered device into the tenant (needs Contributor)",
-		Example: `  sphere device claim --device 3f9a... --device-group "Coffee Maker/Development"`,
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
+		Example: `  sphere device claim 3f9a... --device-group "Coffee Maker/Development"`,
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		var in api.ClaimDevice
+		if group != "" {
+			gid, err := resolveGroup(ctx, c, tp, group)
+			if err != nil {
 				return err
 			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				var in api.ClaimDevice
-				if group != "" {
-					gid, err := resolveGroup(cmd.Context(), c, tp, group)
-					if err != nil {
-						return err
-					}
-					in.DeviceGroup = gid
-				}
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/claim", nil, in, &d); err != nil {
-					return err
-				}
-				return a.showDevice(d)
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
+			in.DeviceGroup = gid
+		}
+		var d sphere.Device
+		if err := c.Do(ctx, "POST", devicePath(tp, id)+"/claim", nil, in, &d); err != nil {
+			return err
+		}
+		return a.showDevice(d)
+	})
 	cmd.Flags().StringVar(&group, "device-group", "", `device group id or "Product/Group" (default: unassigned)`)
 	return cmd
 }
@@ -228,112 +219,82 @@ func (a *app) deviceList() *cobra.Command {
 }
 
 func (a *app) deviceShow() *cobra.Command {
-	var id string
-	cmd := &cobra.Command{
+	return a.oneDevice(&cobra.Command{
 		Use:   "show [DEVICE_ID]",
-		Short: "Show a device",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "GET", devicePath(tp, id), nil, nil, &d); err != nil {
-					return err
-				}
-				var ex updates.Explanation
-				if err := c.Do(cmd.Context(), "GET", devicePath(tp, id)+"/update-status", nil, nil, &ex); err != nil {
-					return err
-				}
-				if a.output == "json" {
-					return a.show(struct {
-						sphere.Device
-						Updates updates.Explanation `json:"updates"`
-					}{d, ex}, nil, nil)
-				}
-				if err := a.showDevice(d); err != nil {
-					return err
-				}
-				return a.showFields(nil, a.showUpdateStatus(ex))
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
-	return cmd
+		Short: "Show a device, its last attestation and why it is (not) updating",
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		var d sphere.Device
+		if err := c.Do(ctx, "GET", devicePath(tp, id), nil, nil, &d); err != nil {
+			return err
+		}
+		var ex updates.Explanation
+		if err := c.Do(ctx, "GET", devicePath(tp, id)+"/update-status", nil, nil, &ex); err != nil {
+			return err
+		}
+		if a.output == "json" {
+			return a.show(struct {
+				sphere.Device
+				Updates updates.Explanation `json:"updates"`
+			}{d, ex}, nil, nil)
+		}
+		if err := a.showDevice(d); err != nil {
+			return err
+		}
+		return a.showFields(nil, a.showUpdateStatus(ex))
+	})
 }
 
 func (a *app) deviceUpdate() *cobra.Command {
-	var id, group string
-	cmd := &cobra.Command{
+	var group string
+	cmd := a.oneDevice(&cobra.Command{
 		Use:     "update [DEVICE_ID]",
 		Short:   "Move a device to another device group (needs Contributor)",
-		Example: `  sphere device update --device 3f9a... --device-group "Coffee Maker/Field Test"`,
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				gid, err := resolveGroup(cmd.Context(), c, tp, group)
-				if err != nil {
-					return err
-				}
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "PATCH", devicePath(tp, id), nil, api.UpdateDevice{DeviceGroup: gid}, &d); err != nil {
-					return err
-				}
-				return a.showDevice(d)
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
+		Example: `  sphere device update 3f9a... --device-group "Coffee Maker/Field Test"`,
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		gid, err := resolveGroup(ctx, c, tp, group)
+		if err != nil {
+			return err
+		}
+		var d sphere.Device
+		if err := c.Do(ctx, "PATCH", devicePath(tp, id), nil, api.UpdateDevice{DeviceGroup: gid}, &d); err != nil {
+			return err
+		}
+		return a.showDevice(d)
+	})
 	cmd.Flags().StringVar(&group, "device-group", "", `target device group id or "Product/Group"`)
 	requireFlags(cmd, "device-group")
 	return cmd
 }
 
 func (a *app) deviceRelease() *cobra.Command {
-	var id string
 	var confirm bool
-	cmd := &cobra.Command{
+	cmd := a.oneDevice(&cobra.Command{
 		Use:   "release [DEVICE_ID]",
 		Short: "Release the tenant's claim on a device (needs Administrator and --confirm; audited)",
 		Long: `Release the tenant's claim on a device. The device leaves the tenant and its
 group; it stays registered, and any tenant may claim it again. This is written
 to the audit log and needs --confirm.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			if !confirm {
-				return errors.New("releasing a device removes it from this tenant; add --confirm to go ahead")
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/release", nil, api.ReleaseDevice{Confirm: true}, &d); err != nil {
-					return err
-				}
-				if a.output == "json" {
-					return a.show(d, nil, nil)
-				}
-				a.note("Released device %s.", d.ID)
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		if !confirm {
+			return errors.New("releasing a device removes it from this tenant; add --confirm to go ahead")
+		}
+		var d sphere.Device
+		if err := c.Do(ctx, "POST", devicePath(tp, id)+"/release", nil, api.ReleaseDevice{Confirm: true}, &d); err != nil {
+			return err
+		}
+		if a.output == "json" {
+			return a.show(d, nil, nil)
+		}
+		a.note("Released device %s.", d.ID)
+		return nil
+	})
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "yes, release it")
 	return cmd
 }
 
 func (a *app) deviceRevoke() *cobra.Command {
-	var id, reason string
-	cmd := &cobra.Command{
+	var reason string
+	cmd := a.oneDevice(&cobra.Command{
 		Use:   "revoke [DEVICE_ID]",
 		Short: "Revoke a device: attestation is refused from now on (needs Administrator)",
 		Long: `Revoke a device. Its attestations are refused with reason device_revoked, so it
@@ -342,48 +303,45 @@ once. Device certificates live 24 hours, so elsewhere (brokers, clouds) the last
 one stops working within a day without any revocation list. Undo with
 ` + "`sphere device unrevoke`" + `.`,
 		Example: `  sphere device revoke 3f9a... --reason "reported stolen"`,
-		Args:    cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/revoke", nil, api.RevokeDevice{Reason: reason}, &d); err != nil {
-					return err
-				}
-				return a.showDevice(d)
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		var d sphere.Device
+		if err := c.Do(ctx, "POST", devicePath(tp, id)+"/revoke", nil, api.RevokeDevice{Reason: reason}, &d); err != nil {
+			return err
+		}
+		return a.showDevice(d)
+	})
 	cmd.Flags().StringVar(&reason, "reason", "", "why (shown with every refused attestation)")
 	requireFlags(cmd, "reason")
 	return cmd
 }
 
 func (a *app) deviceUnrevoke() *cobra.Command {
-	var id string
-	cmd := &cobra.Command{
+	return a.oneDevice(&cobra.Command{
 		Use:   "unrevoke [DEVICE_ID]",
 		Short: "Lift a device's revocation (needs Administrator)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				var d sphere.Device
-				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/unrevoke", nil, nil, &d); err != nil {
-					return err
-				}
-				return a.showDevice(d)
-			})
-		},
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		var d sphere.Device
+		if err := c.Do(ctx, "POST", devicePath(tp, id)+"/unrevoke", nil, nil, &d); err != nil {
+			return err
+		}
+		return a.showDevice(d)
+	})
+}
+
+// oneDevice completes a command that acts on one device of the tenant,
+// named by its id as the argument or with --device: it takes the id and
+// the tenant's API path, and runs run.
+func (a *app) oneDevice(cmd *cobra.Command, run func(ctx context.Context, c *client.Client, tp, id string) error) *cobra.Command {
+	var flag string
+	cmd.Args = cobra.MaximumNArgs(1)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := deviceArg(flag, args)
+		if err != nil {
+			return err
+		}
+		return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error { return run(cmd.Context(), c, tp, id) })
 	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
+	cmd.Flags().StringVar(&flag, "device", "", "device id (or give it as the argument)")
 	return cmd
 }
 
@@ -401,25 +359,14 @@ func deviceArg(flag string, args []string) (string, error) {
 }
 
 func (a *app) deviceCheckNow() *cobra.Command {
-	var id string
-	cmd := &cobra.Command{
+	return a.oneDevice(&cobra.Command{
 		Use:   "check-now [DEVICE_ID]",
 		Short: "Ask a device to check for updates at its next contact (needs Contributor)",
-		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if id, err = deviceArg(id, args); err != nil {
-				return err
-			}
-			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
-				if err := c.Do(cmd.Context(), "POST", devicePath(tp, id)+"/check-now", nil, nil, nil); err != nil {
-					return err
-				}
-				a.note("Device %s will check for updates at its next contact.", id)
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&id, "device", "", "device id")
-	return cmd
+	}, func(ctx context.Context, c *client.Client, tp, id string) error {
+		if err := c.Do(ctx, "POST", devicePath(tp, id)+"/check-now", nil, nil, nil); err != nil {
+			return err
+		}
+		a.note("Device %s will check for updates at its next contact.", id)
+		return nil
+	})
 }

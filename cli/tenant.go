@@ -7,6 +7,7 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
+	"github.com/opensphere/sphere/client"
 )
 
 func (a *app) tenantCommand() *cobra.Command {
@@ -86,19 +87,13 @@ func (a *app) tenantShow() *cobra.Command {
 		Short: "Show the selected tenant (or --tenant)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cfg, err := a.client()
-			if err != nil {
-				return err
-			}
-			tp, err := a.tenantPath(cfg)
-			if err != nil {
-				return err
-			}
-			var t sphere.Tenant
-			if err := c.Do(cmd.Context(), "GET", tp, nil, nil, &t); err != nil {
-				return err
-			}
-			return a.showTenant(t)
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var t sphere.Tenant
+				if err := c.Do(cmd.Context(), "GET", tp, nil, nil, &t); err != nil {
+					return err
+				}
+				return a.showTenant(t)
+			})
 		},
 	})
 }
@@ -110,19 +105,13 @@ func (a *app) tenantUpdate() *cobra.Command {
 		Short: "Rename the selected tenant (or --tenant); needs Administrator",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, cfg, err := a.client()
-			if err != nil {
-				return err
-			}
-			tp, err := a.tenantPath(cfg)
-			if err != nil {
-				return err
-			}
-			var t sphere.Tenant
-			if err := c.Do(cmd.Context(), "PATCH", tp, nil, api.UpdateTenant{Name: name}, &t); err != nil {
-				return err
-			}
-			return a.showTenant(t)
+			return a.tenantCall(cmd.Context(), func(c *client.Client, tp string) error {
+				var t sphere.Tenant
+				if err := c.Do(cmd.Context(), "PATCH", tp, nil, api.UpdateTenant{Name: name}, &t); err != nil {
+					return err
+				}
+				return a.showTenant(t)
+			})
 		},
 	})
 	cmd.Flags().StringVar(&name, "name", "", "new tenant name")

@@ -110,24 +110,12 @@ func page(p api.Paging) store.PageRequest {
 
 func (s *Server) getMe(c *call, _ *api.Empty) (api.Me, error) {
 	me := api.Me{User: c.user, Roles: []api.TenantRole{}}
-	p := store.PageRequest{Size: store.MaxPageSize}
-	for {
-		ts, err := s.store.ListTenants(c.ctx, store.TenantFilter{MemberID: c.user.ID}, p)
-		if err != nil {
-			return me, err
-		}
-		for _, t := range ts.Items {
-			role, err := s.store.RoleIn(c.ctx, c.user.ID, t.ID)
-			if err != nil {
-				return me, err
-			}
-			me.Roles = append(me.Roles, api.TenantRole{TenantID: t.ID, TenantName: t.Name, Role: role})
-		}
-		if ts.NextPageToken == "" {
-			return me, nil
-		}
-		p.Token = ts.NextPageToken
-	}
+	err := s.store.EachTenant(c.ctx, store.TenantFilter{MemberID: c.user.ID}, func(t sphere.Tenant) error {
+		role, err := s.store.RoleIn(c.ctx, c.user.ID, t.ID)
+		me.Roles = append(me.Roles, api.TenantRole{TenantID: t.ID, TenantName: t.Name, Role: role})
+		return err
+	})
+	return me, err
 }
 
 func (s *Server) listTokens(c *call, in *api.Paging) (sphere.Page[sphere.Token], error) {

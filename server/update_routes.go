@@ -70,31 +70,29 @@ func (s *Server) addSigningKey(c *call, in *api.AddSigningKey) (sphere.SigningKe
 }
 
 func (s *Server) revokeSigningKey(c *call, _ *api.Empty) (sphere.SigningKey, error) {
+	return s.revokePublisherKey(c, c.tenant.ID(), "publisher key %q not found in this tenant")
+}
+
+// revokePublisherKey revokes the publisher key {key} of a tenant ("" for
+// the platform); notFound names what is missing.
+func (s *Server) revokePublisherKey(c *call, tenantID, notFound string) (sphere.SigningKey, error) {
 	id := c.r.PathValue("key")
-	c.target = id // pathTarget knows no {key}
-	ks, err := s.store.SigningKeys(c.ctx, c.tenant.ID(), sphere.KeyPublisher)
+	ks, err := s.store.SigningKeys(c.ctx, tenantID, sphere.KeyPublisher)
 	if err != nil {
 		return sphere.SigningKey{}, err
 	}
 	for _, k := range ks {
-		if k.ID == id {
-			if err := s.store.RevokeSigningKey(c.ctx, c.tenant.ID(), id); err != nil {
-				return k, err
-			}
-			return s.findKey(c, id)
+		if k.ID != id {
+			continue
 		}
-	}
-	return sphere.SigningKey{}, sphere.Errorf(sphere.ENotFound, "publisher key %q not found in this tenant", id)
-}
-
-func (s *Server) findKey(c *call, id string) (sphere.SigningKey, error) {
-	ks, err := s.store.SigningKeys(c.ctx, c.tenant.ID(), "")
-	for _, k := range ks {
-		if k.ID == id {
+		if err := s.store.RevokeSigningKey(c.ctx, tenantID, id); err != nil {
 			return k, err
 		}
+		now := s.now().UTC()
+		k.RevokedAt = &now
+		return k, nil
 	}
-	return sphere.SigningKey{}, sphere.Errorf(sphere.ENotFound, "signing key %q not found", id)
+	return sphere.SigningKey{}, sphere.Errorf(sphere.ENotFound, notFound, id)
 }
 
 func (s *Server) addImage(c *call, _ *api.RawBody) (sphere.Image, error) {
@@ -284,23 +282,7 @@ func (s *Server) listPlatformKeys(c *call, _ *api.Empty) (sphere.Page[sphere.Sig
 }
 
 func (s *Server) revokePlatformKey(c *call, _ *api.Empty) (sphere.SigningKey, error) {
-	id := c.r.PathValue("key")
-	ks, err := s.store.SigningKeys(c.ctx, "", sphere.KeyPublisher)
-	if err != nil {
-		return sphere.SigningKey{}, err
-	}
-	for _, k := range ks {
-		if k.ID != id {
-			continue
-		}
-		if err := s.store.RevokeSigningKey(c.ctx, "", id); err != nil {
-			return k, err
-		}
-		now := s.now().UTC()
-		k.RevokedAt = &now
-		return k, nil
-	}
-	return sphere.SigningKey{}, sphere.Errorf(sphere.ENotFound, "platform publisher key %q not found", id)
+	return s.revokePublisherKey(c, "", "platform publisher key %q not found")
 }
 
 func (s *Server) addPlatformKey(c *call, in *api.AddSigningKey) (sphere.SigningKey, error) {

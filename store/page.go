@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 
@@ -60,4 +61,30 @@ func finishPage[T any](items []T, size int, list string, key func(T) string) sph
 	}
 	items = items[:size]
 	return sphere.Page[T]{Items: items, NextPageToken: pageToken(list, key(items[size-1]))}
+}
+
+// Each calls fn for every item of a paged list, a page of MaxPageSize at a
+// time, and stops at the first error. list fetches one page.
+func Each[T any](list func(PageRequest) (sphere.Page[T], error), fn func(T) error) error {
+	p := PageRequest{Size: MaxPageSize}
+	for {
+		page, err := list(p)
+		if err != nil {
+			return err
+		}
+		for _, item := range page.Items {
+			if err := fn(item); err != nil {
+				return err
+			}
+		}
+		if page.NextPageToken == "" {
+			return nil
+		}
+		p.Token = page.NextPageToken
+	}
+}
+
+// EachTenant calls fn for every tenant that f selects.
+func (s *Store) EachTenant(ctx context.Context, f TenantFilter, fn func(sphere.Tenant) error) error {
+	return Each(func(p PageRequest) (sphere.Page[sphere.Tenant], error) { return s.ListTenants(ctx, f, p) }, fn)
 }

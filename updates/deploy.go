@@ -345,42 +345,24 @@ func (s *Service) Explain(ctx context.Context, dev sphere.Device) (Explanation, 
 // Maintain runs the periodic work of every tenant: rollouts move on, OS
 // releases reach the Retail feed, and TUF timestamps stay fresh.
 func (s *Service) Maintain(ctx context.Context) error {
-	p := store.PageRequest{Size: store.MaxPageSize}
-	for {
-		tenants, err := s.st.ListTenants(ctx, store.TenantFilter{}, p)
+	return s.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error {
+		ts := s.st.Tenant(t.ID)
+		err := store.Each(func(p store.PageRequest) (sphere.Page[sphere.Deployment], error) {
+			return ts.ListDeployments(ctx, "", p)
+		},
+			func(d sphere.Deployment) error {
+				_, err := s.Advance(ctx, t.ID, d)
+				return err
+			})
 		if err != nil {
 			return err
 		}
-		for _, t := range tenants.Items {
-			ts := s.st.Tenant(t.ID)
-			dp := store.PageRequest{Size: store.MaxPageSize}
-			for {
-				deps, err := ts.ListDeployments(ctx, "", dp)
-				if err != nil {
-					return err
-				}
-				for _, d := range deps.Items {
-					if _, err := s.Advance(ctx, t.ID, d); err != nil {
-						return err
-					}
-				}
-				if deps.NextPageToken == "" {
-					break
-				}
-				dp.Token = deps.NextPageToken
-			}
-			if err := s.syncTenant(ctx, t.ID, ""); err != nil {
-				return err
-			}
-			if _, err := s.tuf.Refresh(ctx, t.ID); err != nil {
-				return err
-			}
+		if err := s.syncTenant(ctx, t.ID, ""); err != nil {
+			return err
 		}
-		if tenants.NextPageToken == "" {
-			return nil
-		}
-		p.Token = tenants.NextPageToken
-	}
+		_, err = s.tuf.Refresh(ctx, t.ID)
+		return err
+	})
 }
 
 // ImageAllowed implements attest.ImageJudge: a device may run an app or

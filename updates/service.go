@@ -368,45 +368,20 @@ func (s *Service) SyncGroup(ctx context.Context, tenantID, groupID string) error
 
 // syncGroups republishes the groups of every tenant on feed.
 func (s *Service) syncGroups(ctx context.Context, feed sphere.OSFeed) error {
-	p := store.PageRequest{Size: store.MaxPageSize}
-	for {
-		tenants, err := s.st.ListTenants(ctx, store.TenantFilter{}, p)
-		if err != nil {
-			return err
-		}
-		for _, t := range tenants.Items {
-			if err := s.syncTenant(ctx, t.ID, feed); err != nil {
-				return err
-			}
-		}
-		if tenants.NextPageToken == "" {
-			return nil
-		}
-		p.Token = tenants.NextPageToken
-	}
+	return s.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error { return s.syncTenant(ctx, t.ID, feed) })
 }
 
 // syncTenant republishes the tenant's groups on feed ("" for all).
 func (s *Service) syncTenant(ctx context.Context, tenantID string, feed sphere.OSFeed) error {
-	gp := store.PageRequest{Size: store.MaxPageSize}
-	for {
-		groups, err := s.st.Tenant(tenantID).ListDeviceGroups(ctx, store.DeviceGroupFilter{}, gp)
-		if err != nil {
-			return err
-		}
-		for _, g := range groups.Items {
-			if feed != "" && g.OSFeed != feed {
-				continue
-			}
-			if err := s.SyncGroup(ctx, tenantID, g.ID); err != nil {
-				return err
-			}
-		}
-		if groups.NextPageToken == "" {
+	ts := s.st.Tenant(tenantID)
+	return store.Each(func(p store.PageRequest) (sphere.Page[sphere.DeviceGroup], error) {
+		return ts.ListDeviceGroups(ctx, store.DeviceGroupFilter{}, p)
+	}, func(g sphere.DeviceGroup) error {
+		if feed != "" && g.OSFeed != feed {
 			return nil
 		}
-		gp.Token = groups.NextPageToken
-	}
+		return s.SyncGroup(ctx, tenantID, g.ID)
+	})
 }
 
 // GroupHasBlob reports whether a group's devices may fetch the blob sha as
