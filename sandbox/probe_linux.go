@@ -49,6 +49,11 @@ func Probe(mkfs string) Status {
 	} else {
 		s.add(ProtLandlockScope, false, "Landlock ABI %d < 6: apps may signal and reach abstract unix sockets of other processes of the same uid", abi)
 	}
+	if abi >= 9 {
+		s.add(ProtUnixSockets, true, "Landlock ABI %d: no connections to pathname unix sockets", abi)
+	} else {
+		s.add(ProtUnixSockets, false, "Landlock ABI %d < 9 cannot restrict connecting to pathname unix sockets: an app may use any socket file its uid may write (such as /dev/log)", abi)
+	}
 
 	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0, 0, 0); errors.Is(err, unix.EFAULT) {
 		s.add(ProtSeccomp, true, "denies ptrace, mount, kexec, bpf, modules, reboot, swap, keyrings, perf, namespaces, io_uring, foreign syscall ABIs; socket families and protocols limited")

@@ -93,21 +93,24 @@ func (s *Sandbox) Command(spec Spec) (cmd *exec.Cmd, release func(), err error) 
 	if flags&unix.CLONE_NEWNS == 0 {
 		return nil, nil, fmt.Errorf("sandbox: app %s: no mount namespace, so no private /proc or storage mount", spec.ComponentID)
 	}
+	// An app that declares no network use gets an empty network namespace;
+	// otherwise (or without network namespaces) nftables rules on its uid
+	// allow only what it declares, which for such an app is nothing.
 	var eg *egress
 	switch {
 	case !usesNetwork(m) && s.status.Active(ProtNetNS):
 		flags |= unix.CLONE_NEWNET
-	case usesNetwork(m) && s.status.Active(ProtNetworkEgress):
+	case s.status.Active(ProtNetworkEgress):
 		if eg, err = s.startEgress(&spec); err != nil {
 			return nil, nil, err
 		}
-	case usesNetwork(m):
+	default:
 		s.log.Error("sandbox: network egress NOT restricted for this app", "app", spec.ComponentID)
 	}
 
 	specFile, err := writeSpec(&cs)
 	if err == nil {
-		cmd, err = initCommand(specFile, flags, spec.ComponentID)
+		cmd = initCommand(specFile, flags, spec.ComponentID)
 	}
 	release = sync.OnceFunc(func() {
 		if specFile != nil {
@@ -167,16 +170,14 @@ func writeSpec(cs *childSpec) (*os.File, error) {
 	return f, nil
 }
 
-func initCommand(specFile *os.File, flags uintptr, app string) (*exec.Cmd, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("finding the agent's own program to run the compartment's init: %w", err)
-	}
+// initCommand re-executes this program as the compartment's init, through
+// /proc/self/exe, which still works after an update replaced the file.
+func initCommand(specFile *os.File, flags uintptr, app string) *exec.Cmd {
 	return &exec.Cmd{
-		Path:        exe,
+		Path:        "/proc/self/exe",
 		Args:        []string{initArg0, app},
 		Env:         []string{},
 		ExtraFiles:  []*os.File{specFile},
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags},
-	}, nil
+	}
 }

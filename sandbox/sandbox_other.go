@@ -17,7 +17,7 @@ func Init() {}
 func Probe(mkfs string) Status {
 	var s Status
 	for _, p := range []string{ProtUID, ProtNoNewPrivs, ProtLandlockFS, ProtDevices, ProtLandlockTCP, ProtUDPPorts,
-		ProtLandlockScope, ProtSeccomp, ProtMountNS, ProtPIDNS, ProtIPCNS, ProtUTSNS, ProtNetNS, ProtNetworkEgress, ProtStorageQuota} {
+		ProtLandlockScope, ProtUnixSockets, ProtSeccomp, ProtMountNS, ProtPIDNS, ProtIPCNS, ProtUTSNS, ProtNetNS, ProtNetworkEgress, ProtStorageQuota} {
 		s.add(p, false, "%v", errUnsupported)
 	}
 	return s

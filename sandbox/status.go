@@ -15,6 +15,7 @@ const (
 	ProtLandlockTCP   = "tcp server ports"
 	ProtUDPPorts      = "udp server ports"
 	ProtLandlockScope = "landlock ipc scopes"
+	ProtUnixSockets   = "unix sockets"
 	ProtSeccomp       = "seccomp filter"
 	ProtMountNS       = "mount namespace"
 	ProtPIDNS         = "pid namespace"
