@@ -174,10 +174,13 @@ func writeSpec(cs *childSpec) (*os.File, error) {
 // /proc/self/exe, which still works after an update replaced the file.
 func initCommand(specFile *os.File, flags uintptr, app string) *exec.Cmd {
 	return &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{initArg0, app},
-		Env:         []string{},
-		ExtraFiles:  []*os.File{specFile},
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags},
+		Path:       "/proc/self/exe",
+		Args:       []string{initArg0, app},
+		Env:        []string{},
+		ExtraFiles: []*os.File{specFile},
+		// If the agent dies, its apps die with it rather than run on
+		// unsupervised. The signal comes when the starting OS thread exits,
+		// so start compartments from goroutines that do not LockOSThread.
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
 	}
 }

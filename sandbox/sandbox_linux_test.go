@@ -52,7 +52,7 @@ var (
 )
 
 // testApp builds testdata/app once, statically.
-func testApp(t *testing.T) string {
+func testApp(t testing.TB) string {
 	t.Helper()
 	appOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "sandbox-app")
@@ -74,7 +74,7 @@ func testApp(t *testing.T) string {
 }
 
 // openDir is a temporary directory the app uids can reach.
-func openDir(t *testing.T) string {
+func openDir(t testing.TB) string {
 	t.Helper()
 	d := t.TempDir()
 	for _, p := range []string{filepath.Dir(d), d} {
@@ -85,7 +85,7 @@ func openDir(t *testing.T) string {
 	return d
 }
 
-func guid(t *testing.T) string {
+func guid(t testing.TB) string {
 	var b [16]byte
 	rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40
@@ -98,7 +98,7 @@ var nextID = struct {
 }{n: 41000}
 
 // newSpec makes an app image holding the test app, with caps.
-func newSpec(t *testing.T, caps image.Capabilities) sandbox.Spec {
+func newSpec(t testing.TB, caps image.Capabilities) sandbox.Spec {
 	t.Helper()
 	dir := openDir(t)
 	img := filepath.Join(dir, "image")
@@ -121,8 +121,8 @@ func newSpec(t *testing.T, caps image.Capabilities) sandbox.Spec {
 	return sandbox.Spec{ComponentID: id, ImageDir: img, StorageDir: filepath.Join(dir, "storage"), Manifest: m, UID: uid, GID: uid}
 }
 
-// run runs the app in its compartment with args and returns what it printed.
-func run(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) string {
+// command returns the command that runs the app with args.
+func command(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) (*exec.Cmd, func()) {
 	t.Helper()
 	m := *spec.Manifest
 	m.CmdArgs = args
@@ -131,6 +131,13 @@ func run(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) s
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cmd, release
+}
+
+// run runs the app in its compartment with args and returns what it printed.
+func run(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) string {
+	t.Helper()
+	cmd, release := command(t, sb, spec, args...)
 	defer release()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -138,6 +145,27 @@ func run(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) s
 		t.Fatalf("app %v: %v; stderr: %s", args, err, stderr.String())
 	}
 	return strings.TrimSpace(stdout.String())
+}
+
+// start starts the app with args and returns once it said "ready", with
+// the rest of its output.
+func start(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, args ...string) (*exec.Cmd, *bufio.Reader) {
+	t.Helper()
+	cmd, release := command(t, sb, spec, args...)
+	t.Cleanup(release)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := bufio.NewReader(out)
+	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("app said %q, %v", line, err)
+	}
+	return cmd, r
 }
 
 // want checks the app's output: "ok", or an error containing the text.
@@ -334,6 +362,13 @@ var demos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 			t.Errorf("host storage dir holds %d entries; the storage should live only in the image", len(ents))
 		}
 		want(t, run(t, sb, spec, "read", filepath.Join(spec.StorageDir, "small")), strings.Repeat("\x00", 8))
+
+		// A second instance while the first runs would mount the image
+		// twice: it is refused.
+		first, _ := start(t, sb, spec, "wait")
+		setupFails(t, sb, spec, "is in use")
+		first.Process.Signal(syscall.SIGTERM)
+		first.Wait()
 	},
 }
 
@@ -389,35 +424,16 @@ func TestSignalsAndExit(t *testing.T) {
 	sb := sandbox.New(sandbox.Config{})
 	spec := newSpec(t, image.Capabilities{})
 
-	m := *spec.Manifest
-	m.CmdArgs = []string{"wait"}
-	spec.Manifest = &m
-	cmd, release, err := sb.Command(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(out)
-	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("app said %q, %v", line, err)
-	}
+	cmd, out := start(t, sb, spec, "wait")
 	// The app is PID 1's child in its namespace; init forwards SIGTERM.
 	cmd.Process.Signal(syscall.SIGTERM)
-	rest, _ := io.ReadAll(r)
+	rest, _ := io.ReadAll(out)
 	if err := cmd.Wait(); err != nil || string(rest) != "term\n" {
 		t.Errorf("after SIGTERM: %q, %v", rest, err)
 	}
 
-	m.CmdArgs = []string{"exit", "7"}
-	cmd, release2, err := sb.Command(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release2()
+	cmd, release := command(t, sb, spec, "exit", "7")
+	defer release()
 	var ee *exec.ExitError
 	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 7 {
 		t.Errorf("exit 7: %v", err)
@@ -457,16 +473,50 @@ func TestCommandRefuses(t *testing.T) {
 func TestSetupFailureExitCode(t *testing.T) {
 	requireRoot(t)
 	sb := sandbox.New(sandbox.Config{Board: &sandbox.Board{Uart: map[string]string{"ISU0": "/nonexistent/uart"}}})
-	spec := newSpec(t, image.Capabilities{Uart: []string{"ISU0"}})
-	cmd, release, err := sb.Command(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	setupFails(t, sb, newSpec(t, image.Capabilities{Uart: []string{"ISU0"}}), "/nonexistent/uart")
+}
+
+// setupFails checks that the compartment exits with ExitSetup and a reason
+// containing why.
+func setupFails(t *testing.T, sb *sandbox.Sandbox, spec sandbox.Spec, why string) {
+	t.Helper()
+	cmd, release := command(t, sb, spec)
 	defer release()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var ee *exec.ExitError
-	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != sandbox.ExitSetup || !strings.Contains(stderr.String(), "/nonexistent/uart") {
-		t.Errorf("got %v, stderr %q; want exit %d naming the missing device", err, stderr.String(), sandbox.ExitSetup)
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != sandbox.ExitSetup || !strings.Contains(stderr.String(), why) {
+		t.Errorf("got %v, stderr %q; want exit %d saying %q", err, stderr.String(), sandbox.ExitSetup, why)
+	}
+}
+
+// BenchmarkStart measures starting an app in its compartment and waiting
+// for it to exit, with and without network rules and a storage mount.
+func BenchmarkStart(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	sb := sandbox.New(sandbox.Config{})
+	for _, bc := range []struct {
+		name string
+		caps image.Capabilities
+	}{
+		{"no network", image.Capabilities{}},
+		{"network rules", image.Capabilities{AllowedConnections: []string{"127.0.0.1:443"}}},
+		{"storage", image.Capabilities{MutableStorage: &image.MutableStorage{SizeKB: 1024}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			spec := newSpec(b, bc.caps)
+			for b.Loop() {
+				cmd, release, err := sb.Command(spec)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+				release()
+			}
+		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,6 +77,20 @@ func (s *Sandbox) prepareStorage(spec *Spec) (string, error) {
 // unmounted, and mounts it on dir. Called by the compartment's init inside
 // its private mount namespace, so the mount lives and dies with the app.
 func mountStorage(img, dir string) error {
+	// Mounting one ext4 image twice corrupts it: refuse while another
+	// instance of the app (say, one orphaned by an agent crash) runs. The
+	// kernel may detach the previous instance's loop device a moment after
+	// that instance exited, so wait a little first.
+	for i := 0; ; i++ {
+		dev := attachedTo(img)
+		if dev == "" {
+			break
+		}
+		if i == 20 {
+			return fmt.Errorf("storage image %s is in use (attached to %s): is the app already running?", img, dev)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -113,4 +129,16 @@ func mountStorage(img, dir string) error {
 		return nil
 	}
 	return errors.New("no free loop device")
+}
+
+// attachedTo returns the loop device img is attached to, or "".
+func attachedTo(img string) string {
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err == nil && strings.TrimSpace(string(b)) == img {
+			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f)))
+		}
+	}
+	return ""
 }
