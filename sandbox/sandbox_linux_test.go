@@ -338,6 +338,26 @@ var demos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 		want(t, run(t, named, spec, "connect", allowed), "ok")
 		want(t, run(t, named, spec, "connect", otherHost), "error: connection refused")
 
+		// Names are resolved again while the app runs.
+		var answer sync.Mutex
+		resolved := "127.0.0.2"
+		refreshing := sandbox.New(sandbox.Config{ResolveEvery: 10 * time.Millisecond, Lookup: func(ctx context.Context, host string) ([]netip.Addr, error) {
+			answer.Lock()
+			defer answer.Unlock()
+			return []netip.Addr{netip.MustParseAddr(resolved)}, nil
+		}})
+		spec = newSpec(t, image.Capabilities{AllowedConnections: []string{"service.test:" + port}})
+		want(t, run(t, refreshing, spec, "connect", allowed), "error: connection refused")
+		cmd, release := command(t, refreshing, spec, "dialuntil", allowed)
+		defer release()
+		answer.Lock()
+		resolved = "127.0.0.1"
+		answer.Unlock()
+		if out, err := cmd.Output(); err != nil || string(out) != "ok\n" {
+			t.Errorf("after the name moved to 127.0.0.1: %q, %v", out, err)
+		}
+		release()
+
 		// release removed the apps' chains.
 		c, err := nftables.New()
 		if err != nil {

@@ -64,6 +64,17 @@ func run(op, a, b string) (string, error) {
 		return "ok", f.Sync()
 	case "connect":
 		return closed(net.DialTimeout("tcp", a, 5*time.Second))
+	case "dialuntil": // a connection to a succeeds, within 500 tries
+		var err error
+		for range 500 {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", a, time.Second); err == nil {
+				c.Close()
+				return "ok", nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return "", err
 	case "udp":
 		c, err := net.Dial("udp", a)
 		if err != nil {
