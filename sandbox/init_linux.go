@@ -6,7 +6,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
@@ -128,6 +131,45 @@ func setupMounts(cs *childSpec) error {
 		if err := mountStorage(cs.StorageImage, cs.StorageDir); err != nil {
 			return fmt.Errorf("mounting storage: %w", err)
 		}
+	}
+	return hideShared(cs)
+}
+
+// sharedDirs hold other programs' sockets and temporary files. Landlock
+// before ABI 9 does not stop connecting to a socket file (such as
+// PostgreSQL's in /run/postgresql), so the compartment covers these with
+// empty read-only mounts, unless something the app needs lies in them.
+var sharedDirs = []string{"/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue"}
+
+func hideShared(cs *childSpec) error {
+	var needed []string
+	for _, list := range [][]string{{cs.ImageDir, cs.StorageDir, cs.StorageImage}, cs.Devices, cs.RuntimeDirs, runtimeFiles, runtimeData} {
+		for _, p := range list {
+			if p == "" {
+				continue
+			}
+			if r, err := filepath.EvalSymlinks(p); err == nil {
+				p = r
+			}
+			needed = append(needed, p)
+		}
+	}
+	hidden := map[string]bool{}
+	for _, d := range sharedDirs {
+		r, err := filepath.EvalSymlinks(d)
+		if err != nil || hidden[r] {
+			continue
+		}
+		if fi, err := os.Stat(r); err != nil || !fi.IsDir() {
+			continue
+		}
+		if slices.ContainsFunc(needed, func(p string) bool { return p == r || strings.HasPrefix(p, r+"/") }) {
+			continue
+		}
+		if err := unix.Mount("tmpfs", r, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=4k,mode=0755"); err != nil {
+			return fmt.Errorf("hiding %s: %w", r, err)
+		}
+		hidden[r] = true
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ func Probe(mkfs string) Status {
 	if abi >= 9 {
 		s.add(ProtUnixSockets, true, "Landlock ABI %d: no connections to pathname unix sockets", abi)
 	} else {
-		s.add(ProtUnixSockets, false, "Landlock ABI %d < 9 cannot restrict connecting to pathname unix sockets: an app may use any socket file its uid may write (such as /dev/log)", abi)
+		s.add(ProtUnixSockets, false, "Landlock ABI %d < 9 cannot restrict connecting to pathname unix sockets: /run, /tmp, /var/tmp and /dev/shm are hidden from apps, but an app may use a socket file elsewhere that its uid may write (such as /dev/log)", abi)
 	}
 
 	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, 0, 0, 0); errors.Is(err, unix.EFAULT) {

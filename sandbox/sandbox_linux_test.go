@@ -275,7 +275,7 @@ var demos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 		want(t, run(t, sb, spec, "unix", name), "error: operation not permitted")
 	},
 	sandbox.ProtUnixSockets: func(t *testing.T, sb *sandbox.Sandbox) {
-		want(t, run(t, sb, newSpec(t, image.Capabilities{}), "unix", unixSocket(t)), "error: permission denied")
+		want(t, run(t, sb, newSpec(t, image.Capabilities{}), "unix", unixSocket(t, "")), "error: permission denied")
 	},
 	sandbox.ProtSeccomp: func(t *testing.T, sb *sandbox.Sandbox) {
 		spec := newSpec(t, image.Capabilities{})
@@ -393,9 +393,19 @@ var demos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 }
 
 // unixSocket listens on a pathname unix socket anyone may connect to, so
-// only Landlock can stand in an app's way.
-func unixSocket(t *testing.T) string {
-	p := filepath.Join(openDir(t), "sock")
+// only the compartment can stand in an app's way; in a new directory under
+// parent, or in a test directory when parent is "".
+func unixSocket(t *testing.T, parent string) string {
+	dir := openDir(t)
+	if parent != "" {
+		var err error
+		if dir, err = os.MkdirTemp(parent, "sandbox-test"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		os.Chmod(dir, 0o755)
+	}
+	p := filepath.Join(dir, "sock")
 	l, err := net.Listen("unix", p)
 	if err != nil {
 		t.Fatal(err)
@@ -413,7 +423,10 @@ var missingDemos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 		want(t, run(t, sb, spec, "listenudp", fmt.Sprintf("127.0.0.1:%d", freePort(t))), "ok")
 	},
 	sandbox.ProtUnixSockets: func(t *testing.T, sb *sandbox.Sandbox) {
-		want(t, run(t, sb, newSpec(t, image.Capabilities{}), "unix", unixSocket(t)), "ok")
+		// Outside the hidden directories a socket file is reachable...
+		want(t, run(t, sb, newSpec(t, image.Capabilities{}), "unix", unixSocket(t, "")), "ok")
+		// ...in them, such as PostgreSQL's in /run/postgresql, it is not.
+		want(t, run(t, sb, newSpec(t, image.Capabilities{}), "unix", unixSocket(t, "/run")), "error: no such file or directory")
 	},
 }
 
