@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,31 +47,34 @@ func requireRoot(t *testing.T) {
 }
 
 var (
-	appOnce sync.Once
-	appBin  string
-	appErr  error
+	appMu   sync.Mutex
+	appBins = map[string]string{} // GOARCH: built test app
 )
 
-// testApp builds testdata/app once, statically.
-func testApp(t testing.TB) string {
+// testApp builds testdata/app for goarch ("" means this one), statically,
+// once per test binary.
+func testApp(t testing.TB, goarch string) string {
 	t.Helper()
-	appOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sandbox-app")
-		if err != nil {
-			appErr = err
-			return
-		}
-		appBin = filepath.Join(dir, "app")
-		cmd := exec.Command("go", "build", "-o", appBin, "./testdata/app")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			appErr = fmt.Errorf("building the test app: %v: %s", err, out)
-		}
-	})
-	if appErr != nil {
-		t.Fatal(appErr)
+	appMu.Lock()
+	defer appMu.Unlock()
+	if bin, ok := appBins[goarch]; ok {
+		return bin
 	}
-	return appBin
+	dir, err := os.MkdirTemp("", "sandbox-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "app")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/app")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if goarch != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+goarch)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test app: %v: %s", err, out)
+	}
+	appBins[goarch] = bin
+	return bin
 }
 
 // openDir is a temporary directory the app uids can reach.
@@ -105,7 +109,7 @@ func newSpec(t testing.TB, caps image.Capabilities) sandbox.Spec {
 	if err := os.MkdirAll(filepath.Join(img, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(testApp(t))
+	data, err := os.ReadFile(testApp(t, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +287,24 @@ var demos = map[string]func(t *testing.T, sb *sandbox.Sandbox){
 		want(t, run(t, sb, spec, "unshare"), "error: operation not permitted")
 		want(t, run(t, sb, spec, "mount", "/tmp"), "error: operation not permitted")
 		want(t, run(t, sb, spec, "mptcp"), "error: protocol not supported")
+
+		// A deny list is only as good as its ABI check: an i386 program on
+		// amd64 would otherwise make the denied calls by their i386 numbers.
+		if runtime.GOARCH == "amd64" {
+			data, err := os.ReadFile(testApp(t, "386"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(spec.ImageDir, "bin", "app"), data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd, release := command(t, sb, spec, "id")
+			defer release()
+			var ee *exec.ExitError
+			if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 128+int(unix.SIGSYS) {
+				t.Errorf("i386 app: %v, want exit %d (killed by SIGSYS)", err, 128+int(unix.SIGSYS))
+			}
+		}
 	},
 	sandbox.ProtMountNS: func(t *testing.T, sb *sandbox.Sandbox) {
 		spec := newSpec(t, image.Capabilities{})
