@@ -61,7 +61,7 @@ func runInit() error {
 		}
 	}
 	if cs.Seccomp {
-		filter, err := seccompFilter()
+		filter, err := seccompFilter("")
 		if err == nil {
 			err = loadSeccomp(filter)
 		}

@@ -88,11 +88,14 @@ func (a *asm) assemble() ([]bpf.RawInstruction, error) {
 	return bpf.Assemble(a.ins)
 }
 
-// seccompFilter builds the compartment's filter for the running
-// architecture. Syscalls of any other ABI (i386 or x32 on amd64, AArch32
+// seccompFilter builds the compartment's filter for goarch ("" means the
+// running one). Syscalls of any other ABI (i386 or x32 on amd64, AArch32
 // on arm64) kill the process: a deny list is only as good as its ABI check.
-func seccompFilter() ([]bpf.RawInstruction, error) {
-	info, err := arch.GetInfo("")
+func seccompFilter(goarch string) ([]bpf.RawInstruction, error) {
+	if goarch == "" {
+		goarch = runtime.GOARCH
+	}
+	info, err := arch.GetInfo(goarch)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp filter: %w", err)
 	}
@@ -106,7 +109,7 @@ func seccompFilter() ([]bpf.RawInstruction, error) {
 	a.ret(retKill)
 	a.label("native")
 	a.load(offNr)
-	if runtime.GOARCH == "amd64" {
+	if goarch == "amd64" {
 		a.jump(bpf.JumpGreaterOrEqual, 0x40000000, "kill", "") // x32
 	}
 	for _, name := range deniedSyscalls {
