@@ -51,7 +51,11 @@ func runInit() error {
 	if err := setupMounts(&cs); err != nil {
 		return err
 	}
-	_ = unix.Sethostname([]byte("sphere-app"))
+	if cs.OwnUTS { // never rename the device itself
+		if err := unix.Sethostname([]byte("sphere-app")); err != nil {
+			return fmt.Errorf("setting the host name: %w", err)
+		}
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
@@ -71,9 +75,8 @@ func runInit() error {
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
-	dir := cs.ImageDir
 	pid, err := syscall.ForkExec(cs.Entry, cs.Args, &syscall.ProcAttr{
-		Dir: dir, Env: cs.Env, Files: []uintptr{0, 1, 2},
+		Dir: cs.ImageDir, Env: cs.Env, Files: []uintptr{0, 1, 2},
 		Sys: &syscall.SysProcAttr{
 			Credential: &syscall.Credential{Uid: cs.UID, Gid: cs.GID, Groups: []uint32{}},
 			Pdeathsig:  unix.SIGKILL,

@@ -32,6 +32,7 @@ type childSpec struct {
 	TCPPorts     []uint16
 	Landlock     bool
 	Seccomp      bool
+	OwnUTS       bool // in a UTS namespace of its own
 }
 
 // Command returns the command that runs the app in its compartment, not yet
@@ -90,6 +91,7 @@ func (s *Sandbox) Command(spec Spec) (cmd *exec.Cmd, release func(), err error) 
 			flags |= ns.flag
 		}
 	}
+	cs.OwnUTS = flags&unix.CLONE_NEWUTS != 0
 	if flags&unix.CLONE_NEWNS == 0 {
 		return nil, nil, fmt.Errorf("sandbox: app %s: no mount namespace, so no private /proc or storage mount", spec.ComponentID)
 	}
