@@ -64,6 +64,7 @@ func testApp(t testing.TB, goarch string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	afterAll = append(afterAll, func() { os.RemoveAll(dir) })
 	bin := filepath.Join(dir, "app")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/app")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
