@@ -19,6 +19,7 @@ import (
 type agentFlags struct {
 	server, stateDir, rotKind, tpmDevice, caFile string
 	logLevel, logFormat                          string
+	adminSocket                                  string
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -31,6 +32,7 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.caFile, "ca-file", "", "PEM bundle of CAs the device trusts for the service's TLS certificate (default: the system's)")
 		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+		fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket, "where to serve the local admin API for `sphere agent status|app|update-check` (root only; empty: none)")
 	}
 }
 
@@ -62,16 +64,16 @@ device measures (see "sphere agent measurements").`,
 		Example: `  sphere agent --server https://sphere.example.com:8443 --ca-file /etc/sphere/service-ca.pem --state-dir /var/lib/sphere-agent --rot tpm`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ag, r, _, err := a.agentSetup(&f)
+			ag, r, log, err := a.agentSetup(&f)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			return ag.Run(cmd.Context())
+			return runAgent(cmd.Context(), ag, r, log, &f)
 		},
 	}
 	f.register(cmd, true)
-	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce())
+	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce(), a.agentStatus(), a.agentApp(), a.agentUpdateCheck())
 	return cmd
 }
 
