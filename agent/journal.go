@@ -79,6 +79,11 @@ type journal struct {
 	// Failed lists images that failed or rolled back, so that the engine
 	// does not install them again for the same deployment.
 	Failed map[string]string `json:"failed,omitempty"` // image id -> deployment id
+	// DeferUntil is, by kind ("os", "app"), until when apps deferred
+	// installs; Offered is when each image was first offered, which bounds
+	// how long it can be deferred.
+	DeferUntil map[string]time.Time `json:"defer_until,omitempty"`
+	Offered    map[string]time.Time `json:"offered,omitempty"`
 	// Last* are the outcome of the latest install, for the update check.
 	LastUpdate       string    `json:"last_update,omitempty"`
 	LastError        string    `json:"last_error,omitempty"`
@@ -95,7 +100,8 @@ var (
 )
 
 func newJournal() *journal {
-	return &journal{Format: 1, Components: map[string]installed{}, Floors: map[string]uint32{}, Failed: map[string]string{}}
+	return &journal{Format: 1, Components: map[string]installed{}, Floors: map[string]uint32{}, Failed: map[string]string{},
+		DeferUntil: map[string]time.Time{}, Offered: map[string]time.Time{}}
 }
 
 // readJournal loads the journal at path; a missing file is a fresh one.
@@ -145,6 +151,12 @@ func parseJournal(data []byte) (*journal, error) {
 	if j.Failed == nil {
 		j.Failed = map[string]string{}
 	}
+	if j.DeferUntil == nil {
+		j.DeferUntil = map[string]time.Time{}
+	}
+	if j.Offered == nil {
+		j.Offered = map[string]time.Time{}
+	}
 	return j, nil
 }
 
@@ -152,7 +164,7 @@ func (j *journal) validate() error {
 	if j.Format != 1 {
 		return fmt.Errorf("format %d is not supported (want 1)", j.Format)
 	}
-	if len(j.Components) > 256 || len(j.Floors) > 256 || len(j.Failed) > 1024 {
+	if len(j.Components) > 256 || len(j.Floors) > 256 || len(j.Failed) > 1024 || len(j.Offered) > 1024 || len(j.DeferUntil) > 2 {
 		return errors.New("too many entries")
 	}
 	for id, c := range j.Components {
@@ -166,6 +178,16 @@ func (j *journal) validate() error {
 	for id := range j.Floors {
 		if !guidShape.MatchString(id) {
 			return fmt.Errorf("floor of %q: not a component id", id)
+		}
+	}
+	for kind := range j.DeferUntil {
+		if kind != "os" && kind != "app" {
+			return fmt.Errorf("defer_until of %q: not os or app", kind)
+		}
+	}
+	for id := range j.Offered {
+		if !hexID.MatchString(id) {
+			return fmt.Errorf("offered image %q: not an image id", id)
 		}
 	}
 	for id := range j.Failed {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -234,7 +233,9 @@ func (u *Updater) Check(ctx context.Context) error {
 		if !u.wanted(t, res.DeploymentID) {
 			continue
 		}
-		if until := u.deferredUntil(t); until.After(u.a.now()) {
+		if until, err := u.deferredUntil(t); err != nil {
+			return err
+		} else if until.After(u.a.now()) {
 			u.log.Info("install deferred by an app", "image", t.ImageID, "until", until)
 			u.pending = append(u.pending, t)
 			continue
@@ -571,6 +572,7 @@ func (u *Updater) finish(t *txn, outcome, reason string) {
 		u.j.Failed[t.Target.ImageID] = t.DeploymentID
 	}
 	u.j.Txn = nil
+	delete(u.j.Offered, t.Target.ImageID)
 	u.j.LastUpdate, u.j.LastError, u.j.LastDeploymentID, u.j.LastUpdateAt = outcome, reason, t.DeploymentID, u.a.now().UTC()
 	if len(u.j.Failed) > 512 {
 		u.j.Failed = map[string]string{t.Target.ImageID: t.DeploymentID}
