@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
@@ -209,5 +211,115 @@ func TestUpdateEngineApps(t *testing.T) {
 	}
 	if st := state(dep4); st.State != sphere.UpdateFailed || !strings.Contains(st.Reason, "security version 1 is below 2") {
 		t.Errorf("deployment 4 state %q (%q), want failed for the security version", st.State, st.Reason)
+	}
+}
+
+// osDevice is an enrolled device with the file bootloader and two slot
+// files, in this process: "reboot" is making a new Updater after Boot.
+type osDevice struct {
+	*device
+	bl      *bootloader.File
+	slots   map[bootloader.Slot]string
+	reboots int
+}
+
+func newOSDevice(t *testing.T, svc *service) *osDevice {
+	dir := t.TempDir()
+	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	svc.enroll(t, d, "Field Test")
+	bl, err := bootloader.NewFile(bootloader.Config{StateFile: filepath.Join(dir, "boot.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &osDevice{device: d, bl: bl, slots: map[bootloader.Slot]string{bootloader.SlotA: filepath.Join(dir, "slot-a"), bootloader.SlotB: filepath.Join(dir, "slot-b")}}
+	o.boot(t)
+	return o
+}
+
+// boot powers the device on: the bootloader picks a slot, the agent
+// measures and attests, and the update engine starts.
+func (o *osDevice) boot(t *testing.T) *Updater {
+	t.Helper()
+	if _, err := o.bl.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := NewUpdater(o.agent, UpdateConfig{Bootloader: o.bl, Slots: o.slots, HealthWindow: time.Millisecond,
+		Reboot: func() error { o.reboots++; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.agent.Measure(); err != nil {
+		t.Fatal(err)
+	}
+	o.agent.Attest(context.Background())
+	return u
+}
+
+// TestUpdateEngineOSRollback: an OS whose trial boot fails its health
+// check (attestation refused) is rolled back by the agent; one that never
+// comes up far enough is rolled back by the bootloader, and the agent
+// reports it.
+func TestUpdateEngineOSRollback(t *testing.T) {
+	svc := startService(t)
+	ctx := context.Background()
+	pub := svc.publisher(t)
+	o := newOSDevice(t, svc)
+	base := bytes.Repeat([]byte("os image "), 200000)
+	v1, _ := svc.deploy(t, "Field Test", packOS(t, pub, 1, base))
+	u := o.boot(t)
+	for range 3 { // check, reboot into the trial, commit
+		if err := u.Check(ctx); err != nil && !errors.Is(err, errReboot) {
+			t.Fatal(err)
+		}
+		u = o.boot(t)
+	}
+	if st, _ := o.bl.State(); st.Booted != bootloader.SlotB || st.Trial || u.j.Components[testOS].ImageID != v1.ID {
+		t.Fatalf("v1 not committed in slot b: %+v, %+v", st, u.j.Components)
+	}
+
+	// v2 is armed; before its trial boot two newer deployments supersede
+	// it, so attesting it is refused: the agent rolls back to v1.
+	svc.deploy(t, "Field Test", packOS(t, pub, 2, append(base, "v2"...)))
+	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+		t.Fatalf("check for v2: %v, want a reboot", err)
+	}
+	svc.deploy(t, "Field Test", packApp(t, pub, "1.0.0", 1, "exec sleep 1", false))
+	svc.deploy(t, "Field Test", packApp(t, pub, "1.0.1", 1, "exec sleep 1", false))
+	u = o.boot(t)
+	if st, _ := o.bl.State(); st.Booted != bootloader.SlotA || !st.Trial {
+		t.Fatalf("not on the trial of v2 in slot a: %+v", st)
+	}
+	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+		t.Fatalf("health check of v2: %v, want a reboot to roll back", err)
+	}
+	u = o.boot(t)
+	if st, _ := o.bl.State(); st.Booted != bootloader.SlotB || st.Trial {
+		t.Fatalf("after the rollback: %+v, want slot b committed", st)
+	}
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u.j.Components[testOS].ImageID != v1.ID || u.j.LastUpdate != "rolled_back" || !strings.Contains(u.j.LastError, "attestation") {
+		t.Errorf("after the rollback of v2: %+v, last %s %q", u.j.Components[testOS], u.j.LastUpdate, u.j.LastError)
+	}
+
+	// v3 never comes up: the bootloader falls back after its boot limit.
+	_, dep3 := svc.deploy(t, "Field Test", packOS(t, pub, 3, append(base, "v3"...)))
+	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+		t.Fatalf("check for v3: %v", err)
+	}
+	for range bootloader.DefaultBootLimit + 1 {
+		o.bl.Boot() // the new OS hangs before the agent starts
+	}
+	u = o.boot(t)
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u.j.Components[testOS].ImageID != v1.ID {
+		t.Errorf("after the fallback the journal says %s runs", u.j.Components[testOS].ImageID)
+	}
+	st, err := svc.st.DeviceUpdate(ctx, o.agent.DeviceID(), dep3.ID)
+	if err != nil || st.State != sphere.UpdateRolledBack || !strings.Contains(st.Reason, "did not come up") {
+		t.Errorf("deployment 3: %+v, %v; want rolled_back because the OS did not come up", st, err)
 	}
 }
