@@ -8,8 +8,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/image"
+	"github.com/opensphere/sphere/localapi"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
 )
@@ -321,5 +325,84 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 	st, err := svc.st.DeviceUpdate(ctx, o.agent.DeviceID(), dep3.ID)
 	if err != nil || st.State != sphere.UpdateRolledBack || !strings.Contains(st.Reason, "did not come up") {
 		t.Errorf("deployment 3: %+v, %v; want rolled_back because the OS did not come up", st, err)
+	}
+}
+
+// TestUpdateDeferral: an app with SoftwareUpdateDeferral defers installs
+// through its local API (a Unix socket, the caller known by its uid),
+// bounded by the maximum of each kind; an app without it gets 403.
+func TestUpdateDeferral(t *testing.T) {
+	svc := startService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	svc.enroll(t, d, "Field Test")
+	sup := supervisor.New(supervisor.Config{})
+	defer sup.Close()
+	u, err := NewUpdater(d.agent, UpdateConfig{Apps: sup, HealthWindow: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.agent.Measure()
+	if _, err := d.agent.Attest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	l, err := localapi.Listen(sock, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := os.Getuid()
+	go localapi.Serve(ctx, l, u.AppHandler(func(uid int) (string, bool) { return testApp, uid == me }))
+	client := localapi.Client(sock)
+	call := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://agent"+path, strings.NewReader(body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: HTTP %d %v, want %d", method, path, resp.StatusCode, out, want)
+		}
+		return out
+	}
+	pub := svc.publisher(t)
+	svc.deploy(t, "Field Test", packApp(t, pub, "1.0.0", 1, "exec sleep 600", false))
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out := call("GET", "/v1/updates", "", http.StatusForbidden); !strings.Contains(fmt.Sprint(out), "SoftwareUpdateDeferral") {
+		t.Errorf("refusal without the capability: %v", out)
+	}
+	v2, _ := svc.deploy(t, "Field Test", packApp(t, pub, "2.0.0", 2, "exec sleep 600", true))
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	call("POST", "/v1/updates/defer", `{"minutes": 0}`, http.StatusBadRequest)
+	call("POST", "/v1/updates/defer", `{"minutes": "soon"}`, http.StatusBadRequest)
+	now := svc.clock.Now()
+	out := call("POST", "/v1/updates/defer", `{"minutes": 100000}`, http.StatusOK)
+	until := out["deferred_until"].(map[string]any)
+	for kind, max := range map[string]time.Duration{"os": 24 * time.Hour, "app": 168 * time.Hour} {
+		got, _ := time.Parse(time.RFC3339Nano, until[kind].(string))
+		if got.Sub(now) > max+time.Minute || got.Sub(now) < max-time.Minute {
+			t.Errorf("%s deferred until %s, want about %s from now", kind, got, max)
+		}
+	}
+	svc.deploy(t, "Field Test", packApp(t, pub, "3.0.0", 3, "exec sleep 600", true))
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.j.Components[testApp].ImageID; got != v2.ID {
+		t.Errorf("a deferred install happened: runs %s", got)
+	}
+	pending := call("GET", "/v1/updates", "", http.StatusOK)["pending"].([]any)
+	if len(pending) != 1 || pending[0].(map[string]any)["version"] != "3.0.0" {
+		t.Errorf("pending = %v, want v3.0.0 deferred", pending)
 	}
 }
