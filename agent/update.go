@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -89,10 +90,44 @@ type Updater struct {
 	pending []updates.Target // offered but deferred or waiting
 	trigger chan struct{}
 	events  atomic.Pointer[[]rot.Event] // what measurements returns
+	status  atomic.Pointer[UpdateStatus]
 }
 
-// errReboot means the install waits for a reboot.
-var errReboot = errors.New("update: a reboot is needed to go on")
+// UpdateStatus is the engine's state for `sphere agent status` and
+// `sphere agent update-check`.
+type UpdateStatus struct {
+	Components   []updates.Component  `json:"components"`
+	InProgress   *updates.Target      `json:"in_progress,omitempty"`
+	Step         string               `json:"step,omitempty"`
+	LastUpdate   string               `json:"last_update,omitempty"`
+	LastError    string               `json:"last_error,omitempty"`
+	LastUpdateAt time.Time            `json:"last_update_at,omitzero"`
+	DeferUntil   map[string]time.Time `json:"defer_until,omitempty"`
+}
+
+// Status returns the engine's state as of its last journal write; it does
+// not wait for an install in progress.
+func (u *Updater) Status() UpdateStatus {
+	if st := u.status.Load(); st != nil {
+		return *st
+	}
+	return UpdateStatus{Components: []updates.Component{}}
+}
+
+// components lists what the journal says runs.
+func (u *Updater) components() []updates.Component {
+	out := []updates.Component{}
+	for _, c := range u.j.Components {
+		out = append(out, updates.Component{ComponentID: c.ComponentID, Kind: c.Kind, ImageID: c.ImageID,
+			Version: c.Version, SecurityVersion: c.SecurityVersion})
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].ComponentID < out[k].ComponentID })
+	return out
+}
+
+// ErrReboot means an install waits for a reboot: Reboot is nil, or it
+// failed.
+var ErrReboot = errors.New("update: a reboot is needed to go on")
 
 // Files under UpdateConfig.Dir.
 const (
@@ -143,6 +178,7 @@ func NewUpdater(a *Agent, cfg UpdateConfig) (*Updater, error) {
 		}
 	}
 	u.refreshEvents()
+	u.refreshStatus()
 	a.setImages(u.measurements)
 	return u, nil
 }
@@ -159,6 +195,7 @@ func (u *Updater) save() error {
 		return fmt.Errorf("update: journal: %w", err)
 	}
 	u.refreshEvents()
+	u.refreshStatus()
 	return nil
 }
 
@@ -178,13 +215,13 @@ func (u *Updater) Run(ctx context.Context) error {
 	u.StartApps()
 	for {
 		err := u.Check(ctx)
-		if errors.Is(err, errReboot) {
+		if errors.Is(err, ErrReboot) {
 			u.log.Warn("waiting for a reboot to go on with the update")
 		} else if err != nil && ctx.Err() == nil {
 			u.log.Warn("update check failed", "err", err)
 		}
 		wait := u.cfg.CheckEvery + randDuration(u.cfg.CheckJitter)
-		if err != nil && !errors.Is(err, errReboot) {
+		if err != nil && !errors.Is(err, ErrReboot) {
 			wait = min(wait, retryAfter(1)+time.Minute)
 		}
 		t := time.NewTimer(wait)
@@ -209,12 +246,12 @@ func (u *Updater) StartApps() {
 
 // Check reports to the service, learns what to run, and installs it: one
 // image after another, OS first. It also carries on with an install that
-// a restart interrupted. It returns errReboot when the device must reboot
+// a restart interrupted. It returns ErrReboot when the device must reboot
 // to go on (and Reboot was nil or failed).
 func (u *Updater) Check(ctx context.Context) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if err := u.pin(ctx); err != nil {
+	if err := u.pin(ctx); err != nil && !errors.Is(err, errNoRepository) {
 		return err
 	}
 	if u.j.Txn != nil {
@@ -241,6 +278,9 @@ func (u *Updater) Check(ctx context.Context) error {
 			continue
 		}
 		did = true
+		if err := u.pin(ctx); err != nil {
+			return err
+		}
 		if err := u.begin(ctx, res.DeploymentID, t); err != nil {
 			return err
 		}
@@ -285,13 +325,8 @@ func (u *Updater) wanted(t updates.Target, deployment string) bool {
 
 // report sends the update check.
 func (u *Updater) report(ctx context.Context) (updates.CheckResult, error) {
-	rep := updates.Report{Components: []updates.Component{}, LastUpdate: u.j.LastUpdate, LastError: u.j.LastError,
+	rep := updates.Report{Components: u.components(), LastUpdate: u.j.LastUpdate, LastError: u.j.LastError,
 		DeploymentID: u.j.LastDeploymentID, LastUpdateAt: u.j.LastUpdateAt}
-	for _, c := range u.j.Components {
-		rep.Components = append(rep.Components, updates.Component{ComponentID: c.ComponentID, Kind: c.Kind, ImageID: c.ImageID,
-			Version: c.Version, SecurityVersion: c.SecurityVersion})
-	}
-	sort.Slice(rep.Components, func(i, k int) bool { return rep.Components[i].ComponentID < rep.Components[k].ComponentID })
 	var res updates.CheckResult
 	if err := u.a.Post(ctx, "/device/v1/updates/check", rep, &res); err != nil {
 		return res, fmt.Errorf("update check: %w", err)
@@ -301,6 +336,10 @@ func (u *Updater) report(ctx context.Context) (updates.CheckResult, error) {
 	}
 	return res, nil
 }
+
+// errNoRepository: the tenant has no update metadata yet (it has never
+// deployed anything), so there is no root to pin.
+var errNoRepository = errors.New("update: the tenant has no TUF repository yet")
 
 // pin fetches and keeps the tenant's TUF root and image signing key, once:
 // after the first healthy attestation, over mutual TLS. Later roots come
@@ -312,6 +351,10 @@ func (u *Updater) pin(ctx context.Context) error {
 			return errors.New("update: no device certificate yet; attest first")
 		}
 		root, err := u.a.getRaw(ctx, "/device/v1/tuf/root.json")
+		var se *ServiceError
+		if errors.As(err, &se) && se.Status == http.StatusNotFound {
+			return errNoRepository
+		}
 		if err != nil {
 			return fmt.Errorf("update: fetch the TUF root: %w", err)
 		}
@@ -699,13 +742,13 @@ func (u *Updater) rollback(ctx context.Context, t *txn) error {
 func (u *Updater) reboot() error {
 	u.failpoint("reboot")
 	if u.cfg.Reboot == nil {
-		return errReboot
+		return ErrReboot
 	}
 	u.log.Warn("rebooting for the update")
 	if err := u.cfg.Reboot(); err != nil {
-		return fmt.Errorf("%w: %v", errReboot, err)
+		return fmt.Errorf("%w: %v", ErrReboot, err)
 	}
-	return errReboot
+	return ErrReboot
 }
 
 // measurements are the images the device runs, for Agent.Measurements.
@@ -714,6 +757,22 @@ func (u *Updater) measurements() []rot.Event {
 		return *ev
 	}
 	return nil
+}
+
+// refreshStatus recomputes what Status returns. The caller holds u.mu.
+func (u *Updater) refreshStatus() {
+	st := UpdateStatus{Components: u.components(), LastUpdate: u.j.LastUpdate, LastError: u.j.LastError,
+		LastUpdateAt: u.j.LastUpdateAt, DeferUntil: map[string]time.Time{}}
+	for k, v := range u.j.DeferUntil {
+		if v.After(u.a.now()) {
+			st.DeferUntil[k] = v
+		}
+	}
+	if t := u.j.Txn; t != nil {
+		target := t.Target
+		st.InProgress, st.Step = &target, t.Step
+	}
+	u.status.Store(&st)
 }
 
 // refreshEvents recomputes what measurements returns: the OS of the booted

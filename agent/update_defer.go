@@ -93,11 +93,11 @@ func (u *Updater) canDefer(componentID string) (bool, bool) {
 }
 
 // AppHandler is the apps' local API, served with localapi.Serve on a
-// socket apps can reach (each app runs as its own uid): appOfUID says
-// which app component a uid is. GET /v1/updates lists pending installs;
+// socket apps can reach: appOf says which app component the caller is
+// (by its uid when the sandbox gives each app its own, or by its pid). GET /v1/updates lists pending installs;
 // POST /v1/updates/defer {"minutes": N} defers them. Only apps whose
 // manifest has SoftwareUpdateDeferral may call it; others get 403.
-func (u *Updater) AppHandler(appOfUID func(uid int) (componentID string, ok bool)) http.Handler {
+func (u *Updater) AppHandler(appOf func(localapi.Peer) (componentID string, ok bool)) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/updates", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"pending": u.Pending()})
@@ -125,9 +125,9 @@ func (u *Updater) AppHandler(appOfUID func(uid int) (componentID string, ok bool
 			writeJSON(w, http.StatusForbidden, apiError("the caller is unknown"))
 			return
 		}
-		comp, ok := appOfUID(p.UID)
+		comp, ok := appOf(p)
 		if !ok {
-			writeJSON(w, http.StatusForbidden, apiError(fmt.Sprintf("uid %d is not an app", p.UID)))
+			writeJSON(w, http.StatusForbidden, apiError(fmt.Sprintf("the caller (pid %d, uid %d) is not an installed app", p.PID, p.UID)))
 			return
 		}
 		if can, installed := u.canDefer(comp); !installed || !can {

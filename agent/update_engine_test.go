@@ -272,7 +272,7 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 	v1, _ := svc.deploy(t, "Field Test", packOS(t, pub, 1, base))
 	u := o.boot(t)
 	for range 3 { // check, reboot into the trial, commit
-		if err := u.Check(ctx); err != nil && !errors.Is(err, errReboot) {
+		if err := u.Check(ctx); err != nil && !errors.Is(err, ErrReboot) {
 			t.Fatal(err)
 		}
 		u = o.boot(t)
@@ -284,7 +284,7 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 	// v2 is armed; before its trial boot two newer deployments supersede
 	// it, so attesting it is refused: the agent rolls back to v1.
 	svc.deploy(t, "Field Test", packOS(t, pub, 2, append(base, "v2"...)))
-	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+	if err := u.Check(ctx); !errors.Is(err, ErrReboot) {
 		t.Fatalf("check for v2: %v, want a reboot", err)
 	}
 	svc.deploy(t, "Field Test", packApp(t, pub, "1.0.0", 1, "exec sleep 1", false))
@@ -293,7 +293,7 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 	if st, _ := o.bl.State(); st.Booted != bootloader.SlotA || !st.Trial {
 		t.Fatalf("not on the trial of v2 in slot a: %+v", st)
 	}
-	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+	if err := u.Check(ctx); !errors.Is(err, ErrReboot) {
 		t.Fatalf("health check of v2: %v, want a reboot to roll back", err)
 	}
 	u = o.boot(t)
@@ -309,7 +309,7 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 
 	// v3 never comes up: the bootloader falls back after its boot limit.
 	_, dep3 := svc.deploy(t, "Field Test", packOS(t, pub, 3, append(base, "v3"...)))
-	if err := u.Check(ctx); !errors.Is(err, errReboot) {
+	if err := u.Check(ctx); !errors.Is(err, ErrReboot) {
 		t.Fatalf("check for v3: %v", err)
 	}
 	for range bootloader.DefaultBootLimit + 1 {
@@ -354,7 +354,7 @@ func TestUpdateDeferral(t *testing.T) {
 		t.Fatal(err)
 	}
 	me := os.Getuid()
-	go localapi.Serve(ctx, l, u.AppHandler(func(uid int) (string, bool) { return testApp, uid == me }))
+	go localapi.Serve(ctx, l, u.AppHandler(func(p localapi.Peer) (string, bool) { return testApp, p.UID == me }))
 	client := localapi.Client(sock)
 	call := func(method, path, body string, want int) map[string]any {
 		t.Helper()

@@ -113,6 +113,9 @@ func TestAttestationWalkthrough(t *testing.T) {
 	}
 	mustContain(t, "agent status", status, "Device:", d.ID, "Root of trust:", "soft", "valid until", "Last attestation:", "healthy", "Protections:", "Apps:")
 	mustContain(t, "agent app list", admin.run("agent", "app", "list", "--admin-socket", socket), "COMPONENT", "STATE")
+	// The update engine runs in the agent: update-check reports what runs
+	// (nothing is deployed here).
+	mustContain(t, "agent update-check", admin.run("agent", "update-check", "--admin-socket", socket), `"components": []`)
 }
 
 func openssl(t *testing.T, args ...string) string {
