@@ -91,6 +91,8 @@ type Updater struct {
 	trigger chan struct{}
 	events  atomic.Pointer[[]rot.Event] // what measurements returns
 	status  atomic.Pointer[UpdateStatus]
+	// lastFetch says where the bytes of the latest download came from.
+	lastFetch fetch.Stats
 }
 
 // UpdateStatus is the engine's state for `sphere agent status` and
@@ -516,6 +518,7 @@ func (u *Updater) download(ctx context.Context, t *txn) error {
 	defer closeSrc()
 	st, err := fetch.Assemble(ctx, u.a.Client(), url, u.staged(t), fetch.Want{Size: info.Length, SHA256: sha}, src,
 		fetch.Options{BytesPerSecond: u.cfg.BytesPerSecond, Retries: 5, Log: u.log})
+	u.lastFetch = st
 	u.log.Info("downloaded", "image", meta.ImageID, "bytes", st.BytesDownloaded, "reused", st.BytesReused, "resumed", st.BytesResumed, "of", info.Length)
 	if errors.Is(err, fetch.ErrDigest) {
 		return permanent("download of %s: %v", meta.ImageID, err)

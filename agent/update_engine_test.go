@@ -23,6 +23,7 @@ import (
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/localapi"
+	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
 )
@@ -227,9 +228,14 @@ type osDevice struct {
 	reboots int
 }
 
-func newOSDevice(t *testing.T, svc *service) *osDevice {
+func newOSDevice(t testing.TB, svc *service) *osDevice {
 	dir := t.TempDir()
-	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	r, err := rot.OpenSoft(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	d := svc.newDevice(t, r, dir)
 	svc.enroll(t, d, "Field Test")
 	bl, err := bootloader.NewFile(bootloader.Config{StateFile: filepath.Join(dir, "boot.json")})
 	if err != nil {
@@ -242,7 +248,7 @@ func newOSDevice(t *testing.T, svc *service) *osDevice {
 
 // boot powers the device on: the bootloader picks a slot, the agent
 // measures and attests, and the update engine starts.
-func (o *osDevice) boot(t *testing.T) *Updater {
+func (o *osDevice) boot(t testing.TB) *Updater {
 	t.Helper()
 	if _, err := o.bl.Boot(); err != nil {
 		t.Fatal(err)

@@ -126,7 +126,7 @@ func osPayload(base []byte, v int) []byte {
 	return p
 }
 
-func packOS(t *testing.T, signer *ecdsa.PrivateKey, v int, payload []byte) []byte {
+func packOS(t testing.TB, signer *ecdsa.PrivateKey, v int, payload []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	md := image.Metadata{Kind: image.KindOS, ComponentID: testOS, Name: "sphere-os", Version: fmt.Sprintf("%d.0", v),
