@@ -72,6 +72,7 @@ type UpdateConfig struct {
 type AppRunner interface {
 	Set(apps []supervisor.App)
 	Healthy(componentID, imageID string, minUp time.Duration) (ok bool, reason string)
+	Status() []supervisor.AppStatus
 }
 
 // Updater is the agent's update engine: it checks for updates, installs
@@ -637,7 +638,7 @@ func (u *Updater) healthy(ctx context.Context) error {
 				if ok {
 					break
 				}
-				if strings.Contains(reason, "restart") || strings.Contains(reason, "exited") || strings.Contains(reason, "killed") || !u.a.now().Before(deadline) {
+				if u.exited(app) || !u.a.now().Before(deadline) {
 					return permanent("health check: app %s (%s): %s", app.Name, app.ImageID, reason)
 				}
 				if err := sleep(ctx, min(time.Second, u.cfg.HealthWindow/4+10*time.Millisecond)); err != nil {
@@ -663,6 +664,17 @@ func (u *Updater) healthy(ctx context.Context) error {
 		}
 	}
 	return permanent("health check: attestation of the new measurements did not complete: %v", err)
+}
+
+// exited says whether an app has exited since the supervisor started its
+// image: it is then not healthy, whatever happens next.
+func (u *Updater) exited(app installed) bool {
+	for _, st := range u.cfg.Apps.Status() {
+		if st.App.ComponentID == app.ComponentID && st.App.ImageID == app.ImageID {
+			return st.Restarts > 0 || st.LastExit != ""
+		}
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/fetch"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/supervisor"
@@ -69,7 +68,7 @@ func (u *Updater) write(t *txn) error {
 func (u *Updater) writeOSSlot(t *txn, payload *io.SectionReader) error {
 	slotPath := u.cfg.Slots[t.Slot]
 	if active, err := u.boot.Active(); err != nil || active == t.Slot {
-		return fmt.Errorf("update: slot %s is the running one (or unknown: %v); not writing it", t.Slot, err)
+		return permanent("slot %s is the running one (or the running one is unknown: %v); not writing it", t.Slot, err)
 	}
 	out, err := os.OpenFile(slotPath, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
@@ -341,6 +340,3 @@ func (u *Updater) manifest(c installed) (*image.AppManifest, error) {
 	}
 	return h.Metadata.AppManifest, nil
 }
-
-// ensure bootloader is used for its Slot type in this file.
-var _ bootloader.Slot
