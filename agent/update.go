@@ -216,6 +216,13 @@ func (u *Updater) CheckNow() {
 // and on CheckNow, until ctx ends.
 func (u *Updater) Run(ctx context.Context) error {
 	u.StartApps()
+	// Checks need the device certificate: wait for the first healthy
+	// attestation (Agent.Run makes it).
+	for u.a.Certificate() == nil {
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil
+		}
+	}
 	for {
 		err := u.Check(ctx)
 		if errors.Is(err, ErrReboot) {

@@ -19,6 +19,10 @@ import (
 	"github.com/opensphere/sphere/supervisor"
 )
 
+// defaultAppSocket is where apps reach the agent: beside the admin socket,
+// outside the state directory, which apps may not enter.
+const defaultAppSocket = "/run/sphere-agent/app.sock"
+
 // updateFlags are the update engine's options of `sphere agent`.
 type updateFlags struct {
 	bootloader, bootloaderState string
@@ -41,7 +45,7 @@ func (u *updateFlags) register(fl interface {
 	fl.DurationVar(&u.healthWindow, "health-window", time.Minute, "how long apps must stay up after an update before it is committed")
 	fl.StringVar(&u.reboot, "reboot-command", "reboot", "the command that reboots the device after an OS slot is switched; empty: wait for someone to reboot")
 	fl.Int64Var(&u.bandwidth, "bandwidth", 0, "download limit in bytes per second; 0: unlimited")
-	fl.StringVar(&u.appSocket, "app-socket", "", "where apps reach the agent (update deferral); default <state-dir>/app.sock, \"none\" for no socket")
+	fl.StringVar(&u.appSocket, "app-socket", defaultAppSocket, "where apps reach the agent (update deferral); empty: no socket")
 }
 
 // updater makes the update engine from the flags.
@@ -103,10 +107,7 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		}}
 		g.Go(func() error { return localapi.Serve(ctx, l, adm.Handler()) })
 	}
-	if sock := f.update.appSocket; sock != "none" {
-		if sock == "" {
-			sock = filepath.Join(f.stateDir, "app.sock")
-		}
+	if sock := f.update.appSocket; sock != "" {
 		l, err := localapi.Listen(sock, 0o666)
 		if err != nil {
 			return err
