@@ -24,6 +24,7 @@ import (
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/supervisor"
 )
 
 const testOS = "0c2d0e4f-1a2b-4c3d-8e4f-5a6b7c8d9e0f"
@@ -42,6 +43,7 @@ const (
 	envCA       = "SPHERE_TEST_POWERLOSS_CA"
 	envFail     = "SPHERE_TEST_POWERLOSS_FAILPOINT"
 	envFailN    = "SPHERE_TEST_POWERLOSS_FAILPOINT_N"
+	envApps     = "SPHERE_TEST_POWERLOSS_APPS"
 	exitReboot  = 3
 	osImageSize = 3 << 20
 )
@@ -76,7 +78,13 @@ func TestPowerLossDevice(t *testing.T) {
 	}
 	point, n := os.Getenv(envFail), 0
 	want, _ := strconv.Atoi(os.Getenv(envFailN))
-	u, err := NewUpdater(a, UpdateConfig{Bootloader: bl, HealthWindow: time.Millisecond,
+	var apps AppRunner
+	if os.Getenv(envApps) != "" {
+		sup := supervisor.New(supervisor.Config{})
+		defer sup.Close()
+		apps = sup
+	}
+	u, err := NewUpdater(a, UpdateConfig{Bootloader: bl, Apps: apps, HealthWindow: 200 * time.Millisecond,
 		Slots:  map[bootloader.Slot]string{bootloader.SlotA: filepath.Join(dir, "slot-a"), bootloader.SlotB: filepath.Join(dir, "slot-b")},
 		Reboot: func() error { os.Exit(exitReboot); return nil },
 		Failpoint: func(name string) {
@@ -96,10 +104,10 @@ func TestPowerLossDevice(t *testing.T) {
 	if _, err := a.Attest(ctx); err != nil {
 		fail("attest: %v", err)
 	}
+	u.StartApps()
 	if err := u.Check(ctx); err != nil {
 		fail("check: %v", err)
 	}
-	os.Exit(0)
 }
 
 // cutPoints are where the install is killed: every step boundary, one
@@ -142,16 +150,8 @@ func TestUpdatePowerLoss(t *testing.T) {
 		t.Skip("runs the device process dozens of times")
 	}
 	svc := startService(t)
-	dir := t.TempDir()
-	r, err := rot.OpenSoft(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := svc.newDevice(t, r, dir)
-	svc.enroll(t, d, "Field Test")
-	r.Close()
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.rootCert.Raw}), 0o600)
+	pd := newPowerLossDevice(t, svc)
+	dir := pd.dir
 	bl, err := bootloader.NewFile(bootloader.Config{StateFile: filepath.Join(dir, "boot.json")})
 	if err != nil {
 		t.Fatal(err)
@@ -165,25 +165,7 @@ func TestUpdatePowerLoss(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "slot-a"), factory, 0o600)
 	payloadSHA := map[string]int{sum(factory): 0}
 
-	// run starts the device once (one boot) and returns how it ended.
-	run := func(point string, n int) (killed, reboot bool) {
-		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossDevice$", "-test.v")
-		cmd.Env = append(os.Environ(), envChild+"="+dir, envServer+"="+svc.url, envCA+"="+caFile,
-			envFail+"="+point, envFailN+"="+strconv.Itoa(n))
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return false, false
-		case errors.As(err, &ee) && ee.ExitCode() == exitReboot:
-			return false, true
-		case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL:
-			return true, false
-		}
-		t.Fatalf("device failed: %v\n%s", err, out)
-		return false, false
-	}
+	run := func(point string, n int) (killed, reboot bool) { return pd.run(t, point, n, false) }
 	// boot powers the device on and checks that the booted slot holds one
 	// of the old and new images, whole; it returns that version.
 	boot := func(old, new int) int {
@@ -246,7 +228,7 @@ func TestUpdatePowerLoss(t *testing.T) {
 		converge(old, v, cut.name, cut.n)
 		old = v
 	}
-	r, err = rot.OpenSoft(dir)
+	r, err := rot.OpenSoft(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +238,123 @@ func TestUpdatePowerLoss(t *testing.T) {
 	}
 }
 
+// powerLossDevice is an enrolled device whose agent runs in child processes.
+type powerLossDevice struct {
+	svc         *service
+	dir, caFile string
+}
+
+func newPowerLossDevice(t *testing.T, svc *service) *powerLossDevice {
+	dir := t.TempDir()
+	r, err := rot.OpenSoft(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := svc.newDevice(t, r, dir)
+	svc.enroll(t, d, "Field Test")
+	r.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: svc.rootCert.Raw}), 0o600)
+	return &powerLossDevice{svc: svc, dir: dir, caFile: caFile}
+}
+
+// run starts the device once (one boot), killed at the n-th pass of
+// failpoint point, and returns how it ended.
+func (pd *powerLossDevice) run(t *testing.T, point string, n int, apps bool) (killed, reboot bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPowerLossDevice$", "-test.v")
+	cmd.Env = append(os.Environ(), envChild+"="+pd.dir, envServer+"="+pd.svc.url, envCA+"="+pd.caFile,
+		envFail+"="+point, envFailN+"="+strconv.Itoa(n))
+	if apps {
+		cmd.Env = append(cmd.Env, envApps+"=1")
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return false, false
+	case errors.As(err, &ee) && ee.ExitCode() == exitReboot:
+		return false, true
+	case errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL:
+		return true, false
+	}
+	t.Fatalf("device failed: %v\n%s", err, out)
+	return false, false
+}
+
 func sum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// appCutPoints are where an app install is killed.
+var appCutPoints = []struct {
+	name string
+	n    int
+}{
+	{"checked", 1}, {"begun", 1}, {"downloaded", 1}, {"verified", 1}, {"slot-write", 1}, {"slot-written", 1},
+	{"written", 1}, {"switched", 1}, {"healthy", 1},
+}
+
+// TestUpdatePowerLossApp kills an app install at each of its step
+// boundaries. After every cut the journal reads, the committed app's slot
+// holds one whole version (never part of one, never a mix), and the next
+// starts converge to the new version.
+func TestUpdatePowerLossApp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the device process dozens of times")
+	}
+	svc := startService(t)
+	pd := newPowerLossDevice(t, svc)
+	pub := svc.publisher(t)
+	script := func(v int) string { return fmt.Sprintf("exec sleep 3 # v%d %s", v, bytes.Repeat([]byte("x"), 1000*v)) }
+	// check says which version the committed app slot holds, whole.
+	check := func(old, new int) int {
+		t.Helper()
+		j, err := readJournal(filepath.Join(pd.dir, "update", journalFile))
+		if err != nil {
+			t.Fatalf("journal after a power cut: %v", err)
+		}
+		c, ok := j.Components[testApp]
+		if !ok {
+			if old != 0 {
+				t.Fatalf("no app committed; v%d was", old)
+			}
+			return 0
+		}
+		got, err := os.ReadFile(filepath.Join(pd.dir, "update", appsDir, testApp, c.ImageID, "bin", "app"))
+		if err != nil {
+			t.Fatalf("committed app %s: %v", c.Version, err)
+		}
+		for _, v := range []int{old, new} {
+			if string(got) == "#!/bin/sh\n"+script(v)+"\n" && c.Version == fmt.Sprintf("%d.0.0", v) {
+				return v
+			}
+		}
+		t.Fatalf("committed app slot %s holds neither v%d nor v%d whole", c.Version, old, new)
+		return 0
+	}
+	old := 0
+	for i, cut := range append([]struct {
+		name string
+		n    int
+	}{{"", 0}}, appCutPoints...) {
+		v := i + 1
+		svc.deploy(t, "Field Test", packApp(t, pub, fmt.Sprintf("%d.0.0", v), uint32(v), script(v), false))
+		t.Logf("app v%d -> v%d, power cut at %q #%d", old, v, cut.name, cut.n)
+		killed := cut.name == ""
+		converged := false
+		for range 6 {
+			k, _ := pd.run(t, map[bool]string{false: cut.name}[killed], cut.n, true)
+			killed = killed || k
+			if got := check(old, v); !k && got == v {
+				converged = true
+				break
+			}
+		}
+		if !killed || !converged {
+			t.Fatalf("app v%d: killed %v, converged %v", v, killed, converged)
+		}
+		old = v
+	}
 }
