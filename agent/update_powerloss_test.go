@@ -110,13 +110,20 @@ func TestPowerLossDevice(t *testing.T) {
 	}
 }
 
+// cutPoint is the n-th pass of a failpoint.
+type cutPoint struct {
+	name string
+	n    int
+}
+
+// withFirstInstall puts a first install without a cut before cuts, so
+// that every cut interrupts an update from one version to the next.
+func withFirstInstall(cuts []cutPoint) []cutPoint { return append([]cutPoint{{}}, cuts...) }
+
 // cutPoints are where the install is killed: every step boundary, one
 // in the middle of writing the slot (after its first MiB), and some inside
 // the health check and commit after the trial boot.
-var cutPoints = []struct {
-	name string
-	n    int
-}{
+var cutPoints = []cutPoint{
 	{"checked", 1}, {"begun", 1}, {"downloaded", 1}, {"verified", 1}, {"slot-write", 2}, {"slot-written", 1},
 	{"written", 1}, {"armed-bootloader", 1}, {"armed", 1}, {"reboot", 1}, {"healthy", 1},
 	{"bootloader-committed", 1}, {"counter-raised", 1},
@@ -216,10 +223,7 @@ func TestUpdatePowerLoss(t *testing.T) {
 	}
 
 	old := 0
-	for i, cut := range append([]struct {
-		name string
-		n    int
-	}{{"", 0}}, cutPoints...) {
+	for i, cut := range withFirstInstall(cutPoints) {
 		v := i + 1
 		payload := osPayload(base, v)
 		payloadSHA[sum(payload)] = v
@@ -288,10 +292,7 @@ func sum(b []byte) string {
 }
 
 // appCutPoints are where an app install is killed.
-var appCutPoints = []struct {
-	name string
-	n    int
-}{
+var appCutPoints = []cutPoint{
 	{"checked", 1}, {"begun", 1}, {"downloaded", 1}, {"verified", 1}, {"slot-write", 1}, {"slot-written", 1},
 	{"written", 1}, {"switched", 1}, {"healthy", 1},
 }
@@ -335,10 +336,7 @@ func TestUpdatePowerLossApp(t *testing.T) {
 		return 0
 	}
 	old := 0
-	for i, cut := range append([]struct {
-		name string
-		n    int
-	}{{"", 0}}, appCutPoints...) {
+	for i, cut := range withFirstInstall(appCutPoints) {
 		v := i + 1
 		svc.deploy(t, "Field Test", packApp(t, pub, fmt.Sprintf("%d.0.0", v), uint32(v), script(v), false))
 		t.Logf("app v%d -> v%d, power cut at %q #%d", old, v, cut.name, cut.n)
