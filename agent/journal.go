@@ -49,8 +49,6 @@ type installed struct {
 	PayloadSize     int64  `json:"payload_size"`
 	// Slot is the OS slot ("a" or "b") that holds an OS image.
 	Slot bootloader.Slot `json:"slot,omitempty"`
-	// CanDefer is true for an app with SoftwareUpdateDeferral.
-	CanDefer bool `json:"can_defer,omitempty"`
 }
 
 // txn is the install in progress.

@@ -541,9 +541,6 @@ func (u *Updater) download(ctx context.Context, t *txn) error {
 	}
 	t.Image = installed{Kind: t.Target.Kind, ComponentID: h.Metadata.ComponentID, ImageID: h.ImageID(), Name: h.Metadata.Name,
 		Version: h.Metadata.Version, SecurityVersion: h.Metadata.SecurityVersion, PayloadSize: h.Metadata.PayloadSize, Slot: t.Slot}
-	if h.Metadata.AppManifest != nil {
-		t.Image.CanDefer = h.Metadata.AppManifest.Capabilities.SoftwareUpdateDeferral
-	}
 	t.Step = stepVerified
 	if err := u.save(); err != nil {
 		return err

@@ -2,11 +2,11 @@ package agent
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/opensphere/sphere/localapi"
+	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
 )
 
@@ -84,25 +84,16 @@ func (u *Updater) Defer(d time.Duration) (map[string]time.Time, error) {
 	return out, u.save()
 }
 
-// canDefer says whether an installed app may defer updates.
-func (u *Updater) canDefer(componentID string) (bool, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	c, ok := u.j.Components[componentID]
-	return c.CanDefer, ok && c.Kind == "app"
-}
-
-// AppHandler is the apps' local API, served with localapi.Serve on a
-// socket apps can reach: appOf says which app component the caller is
-// (by its uid when the sandbox gives each app its own, or by its pid). GET /v1/updates lists pending installs;
-// POST /v1/updates/defer {"minutes": N} defers them. Only apps whose
-// manifest has SoftwareUpdateDeferral may call it; others get 403.
-func (u *Updater) AppHandler(appOf func(localapi.Peer) (componentID string, ok bool)) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/updates", func(w http.ResponseWriter, r *http.Request) {
+// AppRoutes adds the deferral routes to the apps' API (the socket every
+// app reaches; the caller's uid says which app it is): GET /v1/updates
+// lists pending installs; POST /v1/updates/defer {"minutes": N} defers
+// them. Only apps whose manifest has SoftwareUpdateDeferral may call them;
+// others get 403.
+func (u *Updater) AppRoutes(api *localapi.AppAPI) {
+	api.Handle("GET /v1/updates", u.mayDefer(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"pending": u.Pending()})
-	})
-	mux.HandleFunc("POST /v1/updates/defer", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	api.Handle("POST /v1/updates/defer", u.mayDefer(func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			Minutes int `json:"minutes"`
 		}
@@ -118,24 +109,19 @@ func (u *Updater) AppHandler(appOf func(localapi.Peer) (componentID string, ok b
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"deferred_until": until})
-	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := localapi.PeerOf(r)
-		if !ok {
-			writeJSON(w, http.StatusForbidden, apiError("the caller is unknown"))
-			return
-		}
-		comp, ok := appOf(p)
-		if !ok {
-			writeJSON(w, http.StatusForbidden, apiError(fmt.Sprintf("the caller (pid %d, uid %d) is not an installed app", p.PID, p.UID)))
-			return
-		}
-		if can, installed := u.canDefer(comp); !installed || !can {
+	}))
+}
+
+// mayDefer checks the calling app's SoftwareUpdateDeferral capability (in
+// the manifest of its signed package, as the supervisor runs it).
+func (u *Updater) mayDefer(h http.HandlerFunc) func(http.ResponseWriter, *http.Request, supervisor.App) {
+	return func(w http.ResponseWriter, r *http.Request, app supervisor.App) {
+		if !app.Manifest.Capabilities.SoftwareUpdateDeferral {
 			writeJSON(w, http.StatusForbidden, apiError("the app's manifest lacks the SoftwareUpdateDeferral capability"))
 			return
 		}
-		mux.ServeHTTP(w, r)
-	})
+		h(w, r)
+	}
 }
 
 func apiError(msg string) map[string]any {

@@ -336,7 +336,8 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 
 // TestUpdateDeferral: an app with SoftwareUpdateDeferral defers installs
 // through its local API (a Unix socket, the caller known by its uid),
-// bounded by the maximum of each kind; an app without it gets 403.
+// bounded by the maximum of each kind; an app without it gets 403, and so
+// does a caller that is no app.
 func TestUpdateDeferral(t *testing.T) {
 	svc := startService(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -359,8 +360,19 @@ func TestUpdateDeferral(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// This test's uid stands for the app's own (the sandbox gives each app
+	// one).
 	me := os.Getuid()
-	go localapi.Serve(ctx, l, u.AppHandler(func(p localapi.Peer) (string, bool) { return testApp, p.UID == me }))
+	api := &localapi.AppAPI{Tenant: func() string { return "" }, AppByUID: func(uid int) (supervisor.App, bool) {
+		for _, s := range sup.Status() {
+			if s.App.ComponentID == testApp && uid == me {
+				return s.App, true
+			}
+		}
+		return supervisor.App{}, false
+	}}
+	u.AppRoutes(api)
+	go localapi.Serve(ctx, l, api.Handler())
 	client := localapi.Client(sock)
 	call := func(method, path, body string, want int) map[string]any {
 		t.Helper()
@@ -377,6 +389,7 @@ func TestUpdateDeferral(t *testing.T) {
 		}
 		return out
 	}
+	call("GET", "/v1/updates", "", http.StatusForbidden) // no app installed yet
 	pub := svc.publisher(t)
 	svc.deploy(t, "Field Test", packApp(t, pub, "1.0.0", 1, "exec sleep 600", false))
 	if err := u.Check(ctx); err != nil {

@@ -19,7 +19,8 @@ import (
 type agentFlags struct {
 	server, stateDir, rotKind, tpmDevice, caFile string
 	logLevel, logFormat                          string
-	adminSocket                                  string
+	adminSocket, appSocket                       string
+	mqttBroker, mqttCAFile                       string
 	update                                       updateFlags
 }
 
@@ -34,6 +35,9 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 		fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket, "where to serve the local admin API for `sphere agent status|app|update-check` (root only; empty: none)")
+		fl.StringVar(&f.appSocket, "app-socket", "/run/sphere-agent/app.sock", "where to serve the API for apps (uplink, update deferral); each app is told apart by its uid (empty: none)")
+		fl.StringVar(&f.mqttBroker, "mqtt-broker", "", "the cloud's MQTT broker, mqtts://HOST:PORT: the agent connects with the device certificate and apps holding DeviceAuthentication publish and subscribe through it (empty: no uplink)")
+		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
 	}
 }
 
@@ -101,16 +105,9 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var roots *x509.CertPool
-	if f.caFile != "" {
-		pemData, err := os.ReadFile(f.caFile)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemData) {
-			return nil, nil, nil, fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
-		}
+	roots, err := readPool("--ca-file", f.caFile)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	r, err := f.openRoT()
 	if err != nil {
@@ -125,6 +122,23 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 		return nil, nil, nil, err
 	}
 	return ag, r, log, nil
+}
+
+// readPool reads a PEM bundle of CAs named by flag; an empty path is nil
+// (the system's pool).
+func readPool(flag, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s %s holds no PEM certificate", flag, path)
+	}
+	return pool, nil
 }
 
 func (a *app) agentAttestOnce() *cobra.Command {

@@ -17,11 +17,8 @@ import (
 	"github.com/opensphere/sphere/localapi"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/supervisor"
+	"github.com/opensphere/sphere/uplink"
 )
-
-// defaultAppSocket is where apps reach the agent: beside the admin socket,
-// outside the state directory, which apps may not enter.
-const defaultAppSocket = "/run/sphere-agent/app.sock"
 
 // updateFlags are the update engine's options of `sphere agent`.
 type updateFlags struct {
@@ -30,7 +27,6 @@ type updateFlags struct {
 	healthWindow                time.Duration
 	reboot                      string
 	bandwidth                   int64
-	appSocket                   string
 }
 
 func (u *updateFlags) register(fl interface {
@@ -45,7 +41,6 @@ func (u *updateFlags) register(fl interface {
 	fl.DurationVar(&u.healthWindow, "health-window", time.Minute, "how long apps must stay up after an update before it is committed")
 	fl.StringVar(&u.reboot, "reboot-command", "reboot", "the command that reboots the device after an OS slot is switched; empty: wait for someone to reboot")
 	fl.Int64Var(&u.bandwidth, "bandwidth", 0, "download limit in bytes per second; 0: unlimited")
-	fl.StringVar(&u.appSocket, "app-socket", defaultAppSocket, "where apps reach the agent (update deferral); empty: no socket")
 }
 
 // updater makes the update engine from the flags.
@@ -107,30 +102,47 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		}}
 		g.Go(func() error { return localapi.Serve(ctx, l, adm.Handler()) })
 	}
-	if sock := f.update.appSocket; sock != "" {
-		l, err := localapi.Listen(sock, 0o666)
+	var up *uplink.Client
+	if f.mqttBroker != "" {
+		roots, err := readPool("--mqtt-ca-file", f.mqttCAFile)
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return localapi.Serve(ctx, l, upd.AppHandler(appByPID(sup))) })
+		up, err = uplink.New(uplink.Config{Broker: f.mqttBroker, RootCAs: roots, Cert: ag.TLSCertificate,
+			OutboxDir: filepath.Join(f.stateDir, "uplink-outbox"), SessionExpiry: time.Hour, Logger: log.With("part", "uplink")})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			up.Close(cctx)
+		}()
+	}
+	if f.appSocket != "" {
+		// Every app may connect; the uid the kernel reports says which app
+		// is calling, and each route checks that app's capabilities.
+		l, err := localapi.Listen(f.appSocket, 0o666)
+		if err != nil {
+			return err
+		}
+		api := &localapi.AppAPI{Tenant: ag.TenantID, AppByUID: appByUID(sup)}
+		if up != nil {
+			api.Uplink = up
+		}
+		upd.AppRoutes(api)
+		g.Go(func() error { return localapi.Serve(ctx, l, api.Handler()) })
 	}
 	g.Go(func() error { return ag.Run(ctx) })
 	g.Go(func() error { return upd.Run(ctx) })
 	return g.Wait()
 }
 
-// appByPID says which app a caller of the apps' socket is: the app whose
-// process it is. (Once the sandbox runs each app as its own uid, the uid
-// says it too.)
-func appByPID(sup *supervisor.Supervisor) func(localapi.Peer) (string, bool) {
-	return func(p localapi.Peer) (string, bool) {
-		for _, s := range sup.Status() {
-			if s.PID != 0 && s.PID == p.PID {
-				return s.App.ComponentID, true
-			}
-		}
-		return "", false
-	}
+// appByUID says which installed app runs as a uid.
+// TODO(sandbox): apps get their own uids from the sandbox; until it is
+// wired in, apps run as the agent's user and no caller is an app.
+func appByUID(*supervisor.Supervisor) func(int) (supervisor.App, bool) {
+	return func(int) (supervisor.App, bool) { return supervisor.App{}, false }
 }
 
 // agentStatus is the agent's part of `sphere agent status`.
