@@ -38,7 +38,7 @@ func BenchmarkEngineDelta64MiB(b *testing.B) {
 					v2[i] = byte(rng.Uint32())
 				}
 			}
-			o := newOSDevice(b, svc)
+			o := newOSDevice(b, svc, nil)
 			svc.deploy(b, "Field Test", packOS(b, pub, 1, v1))
 			u := o.boot(b)
 			for range 3 { // download, reboot into the trial, commit

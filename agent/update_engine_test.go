@@ -228,13 +228,20 @@ type osDevice struct {
 	reboots int
 }
 
-func newOSDevice(t testing.TB, svc *service) *osDevice {
+// newOSDevice makes one on the soft root of trust, or on open's.
+func newOSDevice(t testing.TB, svc *service, open func(dir string) rot.RootOfTrust) *osDevice {
 	dir := t.TempDir()
-	r, err := rot.OpenSoft(dir)
-	if err != nil {
-		t.Fatal(err)
+	var r rot.RootOfTrust
+	if open != nil {
+		r = open(dir)
+	} else {
+		soft, err := rot.OpenSoft(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { soft.Close() })
+		r = soft
 	}
-	t.Cleanup(func() { r.Close() })
 	d := svc.newDevice(t, r, dir)
 	svc.enroll(t, d, "Field Test")
 	bl, err := bootloader.NewFile(bootloader.Config{StateFile: filepath.Join(dir, "boot.json")})
@@ -265,15 +272,25 @@ func (o *osDevice) boot(t testing.TB) *Updater {
 	return u
 }
 
-// TestUpdateEngineOSRollback: an OS whose trial boot fails its health
-// check (attestation refused) is rolled back by the agent; one that never
-// comes up far enough is rolled back by the bootloader, and the agent
-// reports it.
+// TestUpdateEngineOSRollback, on each root of trust: an OS whose trial
+// boot fails its health check (attestation refused) is rolled back by the
+// agent; one that never comes up far enough is rolled back by the
+// bootloader, and the agent reports it; an OS image below the root of
+// trust's anti-rollback counter is refused even when the agent's own
+// journal was reset.
 func TestUpdateEngineOSRollback(t *testing.T) {
+	for _, root := range roots {
+		t.Run(root.name, func(t *testing.T) {
+			testOSRollback(t, func(dir string) rot.RootOfTrust { return root.open(t, dir) })
+		})
+	}
+}
+
+func testOSRollback(t *testing.T, open func(dir string) rot.RootOfTrust) {
 	svc := startService(t)
 	ctx := context.Background()
 	pub := svc.publisher(t)
-	o := newOSDevice(t, svc)
+	o := newOSDevice(t, svc, open)
 	base := bytes.Repeat([]byte("os image "), 200000)
 	v1, _ := svc.deploy(t, "Field Test", packOS(t, pub, 1, base))
 	u := o.boot(t)
@@ -331,6 +348,23 @@ func TestUpdateEngineOSRollback(t *testing.T) {
 	st, err := svc.st.DeviceUpdate(ctx, o.agent.DeviceID(), dep3.ID)
 	if err != nil || st.State != sphere.UpdateRolledBack || !strings.Contains(st.Reason, "did not come up") {
 		t.Errorf("deployment 3: %+v, %v; want rolled_back because the OS did not come up", st, err)
+	}
+
+	// The counter stayed at v1's security version: rollbacks never raise
+	// it. With the agent's journal floors gone (its state reset by an
+	// attacker with root), the counter alone refuses a validly signed
+	// older OS.
+	if c, err := o.rot.Counter(); err != nil || c != 1 {
+		t.Fatalf("anti-rollback counter %d, %v; want 1", c, err)
+	}
+	u.j.Floors = map[string]uint32{}
+	_, dep0 := svc.deploy(t, "Field Test", packOS(t, pub, 0, append(base, "v0"...)))
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err = svc.st.DeviceUpdate(ctx, o.agent.DeviceID(), dep0.ID)
+	if err != nil || st.State != sphere.UpdateFailed || !strings.Contains(st.Reason, "below the anti-rollback counter 1") {
+		t.Errorf("an OS below the counter: %+v, %v; want failed, refused by the counter", st, err)
 	}
 }
 
