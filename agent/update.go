@@ -264,7 +264,7 @@ func (u *Updater) Check(ctx context.Context) error {
 	if err := u.pin(ctx); err != nil && !errors.Is(err, errNoRepository) {
 		return err
 	}
-	if u.j.Txn != nil {
+	if t := u.j.Txn; t != nil && !unswitched(t) {
 		if err := u.advance(ctx); err != nil {
 			return err
 		}
@@ -274,6 +274,13 @@ func (u *Updater) Check(ctx context.Context) error {
 		return err
 	}
 	u.failpoint("checked")
+	if t := u.j.Txn; t != nil {
+		// An install not switched yet goes on only while the service
+		// still offers its image.
+		if err := u.resumeIfOffered(ctx, t, res); err != nil {
+			return err
+		}
+	}
 	u.pending = u.pending[:0]
 	did := false
 	for _, t := range orderTargets(res.Targets) {
@@ -303,6 +310,31 @@ func (u *Updater) Check(ctx context.Context) error {
 		_, err = u.report(ctx)
 	}
 	return err
+}
+
+// unswitched says whether t can still be dropped: nothing of it runs or
+// is armed yet.
+func unswitched(t *txn) bool {
+	return t.Step == stepDownloading || t.Step == stepVerified || (t.Step == stepWritten && t.Target.Kind == "app")
+}
+
+// resumeIfOffered carries on with an interrupted install whose image the
+// service still offers, and drops it otherwise (a newer deployment came
+// meanwhile).
+func (u *Updater) resumeIfOffered(ctx context.Context, t *txn, res updates.CheckResult) error {
+	for _, o := range res.Targets {
+		if o.ImageID == t.Target.ImageID {
+			return u.advance(ctx)
+		}
+	}
+	u.log.Info("dropping an install the service no longer offers", "image", t.Target.ImageID, "step", t.Step)
+	u.removeStaged(t)
+	if t.Target.Kind == "app" && t.Step == stepWritten {
+		u.removeAppSlot(t.Image)
+	}
+	u.j.Txn = nil
+	u.j.LastUpdate, u.j.LastError = "", ""
+	return u.save()
 }
 
 // orderTargets puts the OS first: apps are checked against it.
@@ -601,6 +633,13 @@ func payloadOffset(f *os.File, payloadSize int64) (int64, error) {
 	return fi.Size() - payloadSize, nil
 }
 
+// removeStaged removes the download of t, complete or partial.
+func (u *Updater) removeStaged(t *txn) {
+	os.Remove(u.staged(t))
+	os.Remove(u.staged(t) + ".part")
+	os.Remove(u.staged(t) + ".journal")
+}
+
 // fail ends the install as failed (before a switch) or starts the rollback
 // (after it).
 func (u *Updater) fail(t *txn, reason string) error {
@@ -610,9 +649,7 @@ func (u *Updater) fail(t *txn, reason string) error {
 		t.Step, t.Reason = stepRollingBack, reason
 		return u.save()
 	}
-	os.Remove(u.staged(t))
-	os.Remove(u.staged(t) + ".part")
-	os.Remove(u.staged(t) + ".journal")
+	u.removeStaged(t)
 	u.finish(t, "failed", reason)
 	return u.save()
 }

@@ -217,6 +217,20 @@ func TestUpdateEngineApps(t *testing.T) {
 	if st := state(dep4); st.State != sphere.UpdateFailed || !strings.Contains(st.Reason, "security version 1 is below 2") {
 		t.Errorf("deployment 4 state %q (%q), want failed for the security version", st.State, st.Reason)
 	}
+
+	// An install interrupted before its switch (here v3, as if a restart
+	// cut its download) is dropped once the service no longer offers it.
+	u.j.Txn = &txn{DeploymentID: dep3.ID, Step: stepDownloading,
+		Target: updates.Target{Path: updates.TargetPath(svc.groups["Field Test"].ID, v3.ID), ImageID: v3.ID, Kind: "app", ComponentID: testApp}}
+	if err := u.save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u.j.Txn != nil || running().App.ImageID != v2.ID {
+		t.Errorf("an install the service no longer offers went on: %+v", u.j.Txn)
+	}
 }
 
 // osDevice is an enrolled device with the file bootloader and two slot
