@@ -21,6 +21,7 @@ type agentFlags struct {
 	logLevel, logFormat                          string
 	adminSocket, appSocket                       string
 	mqttBroker, mqttCAFile                       string
+	update                                       updateFlags
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -38,6 +39,11 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.mqttBroker, "mqtt-broker", "", "the cloud's MQTT broker, mqtts://HOST:PORT: the agent connects with the device certificate and apps holding DeviceAuthentication publish and subscribe through it (empty: no uplink)")
 		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
 	}
+}
+
+// registerUpdate adds the update engine's flags (only `sphere agent` runs it).
+func (f *agentFlags) registerUpdate(cmd *cobra.Command) {
+	f.update.register(cmd.Flags())
 }
 
 // openRoT opens the root of trust the flags name.
@@ -62,6 +68,14 @@ trust, attests to the security service at start and again every 20 to 24 hours
 with exponential backoff and jitter, and uses the certificate, whose key never
 leaves the root of trust, for mutual TLS on every later call to the service.
 
+With --bootloader and --slot-a/--slot-b it also installs OS images into the
+inactive slot, and it always installs the apps of its device group's deployment
+into versioned app slots: it checks at start, every 20 to 24 hours, on "sphere
+agent update-check" and when the service asks at attestation; it verifies each
+package (TUF, the tenant's signature, the security version), switches for a
+trial, checks health (apps up for --health-window, a healthy attestation of the
+new measurements), then commits or rolls back by itself (docs/updates.md).
+
 Before it can attest, the device must be registered (see "sphere agent identity")
 and claimed into a tenant and a device group, and the tenant must allow what the
 device measures (see "sphere agent measurements").`,
@@ -77,6 +91,7 @@ device measures (see "sphere agent measurements").`,
 		},
 	}
 	f.register(cmd, true)
+	f.registerUpdate(cmd)
 	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce(), a.agentStatus(), a.agentApp(), a.agentUpdateCheck())
 	return cmd
 }

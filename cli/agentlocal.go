@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/opensphere/sphere/agent"
 	"github.com/opensphere/sphere/localapi"
 )
 
@@ -63,7 +64,10 @@ update engine.`,
 				return err
 			}
 			fmt.Fprintln(a.stdout, "\nApps:")
-			return a.showApps(st.Apps)
+			if err := a.showApps(st.Apps); err != nil {
+				return err
+			}
+			return a.showUpdate(st.Update)
 		},
 	}
 	adminSocketFlag(cmd, &socket)
@@ -154,4 +158,36 @@ func (a *app) agentUpdateCheck() *cobra.Command {
 	}
 	adminSocketFlag(cmd, &socket)
 	return cmd
+}
+
+// showUpdate prints the update engine's part of `sphere agent status`.
+func (a *app) showUpdate(raw any) error {
+	if raw == nil {
+		return nil
+	}
+	var u agent.UpdateStatus
+	b, _ := json.Marshal(raw)
+	if err := json.Unmarshal(b, &u); err != nil {
+		return err
+	}
+	last := orDash(u.LastUpdate)
+	if !u.LastUpdateAt.IsZero() {
+		last += " at " + ts(u.LastUpdateAt)
+	}
+	if u.LastError != "" {
+		last += ": " + u.LastError
+	}
+	progress := "-"
+	if u.InProgress != nil {
+		progress = fmt.Sprintf("%s %s %s (%s)", u.InProgress.Kind, u.InProgress.Name, u.InProgress.Version, u.Step)
+	}
+	fmt.Fprintln(a.stdout, "\nUpdates:")
+	rows := [][]string{}
+	for _, c := range u.Components {
+		rows = append(rows, []string{c.Kind, c.ComponentID, c.Version, strconv.FormatUint(uint64(c.SecurityVersion), 10), c.ImageID})
+	}
+	if err := a.show(nil, []string{"KIND", "COMPONENT", "VERSION", "SECURITY", "IMAGE"}, rows); err != nil {
+		return err
+	}
+	return a.showFields(u, [][2]string{{"Last update", last}, {"In progress", progress}})
 }

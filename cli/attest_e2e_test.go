@@ -97,7 +97,7 @@ func TestAttestationWalkthrough(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var out bytes.Buffer
-		done <- Run(ctx, append([]string{"agent", "--admin-socket", socket}, agentFlags...), strings.NewReader(""), &out, &out)
+		done <- Run(ctx, append([]string{"agent", "--admin-socket", socket, "--app-socket", filepath.Join(dir, "app.sock")}, agentFlags...), strings.NewReader(""), &out, &out)
 	}()
 	defer func() {
 		cancel()
@@ -111,8 +111,11 @@ func TestAttestationWalkthrough(t *testing.T) {
 			break
 		}
 	}
-	mustContain(t, "agent status", status, "Device:", d.ID, "Root of trust:", "soft", "valid until", "Last attestation:", "healthy", "Protections:", "Apps:")
+	mustContain(t, "agent status", status, "Device:", d.ID, "Root of trust:", "soft", "valid until", "Last attestation:", "healthy", "Protections:", "Apps:", "Updates:", "Last update:")
 	mustContain(t, "agent app list", admin.run("agent", "app", "list", "--admin-socket", socket), "COMPONENT", "STATE")
+	// The update engine runs in the agent: update-check reports what runs
+	// (nothing is deployed here).
+	mustContain(t, "agent update-check", admin.run("agent", "update-check", "--admin-socket", socket), `"components": []`)
 }
 
 func openssl(t *testing.T, args ...string) string {

@@ -39,7 +39,14 @@ func (s *Server) deviceAttest(c *call, in *attest.Evidence) (attest.Result, erro
 	if err := in.Validate(); err != nil {
 		return attest.Result{}, sphere.Errorf(sphere.EInvalid, "%v", err)
 	}
-	return s.attest.Attest(c.ctx, in)
+	res, err := s.attest.Attest(c.ctx, in)
+	if err == nil && res.Result != sphere.AttestRefused {
+		// "Check now" reaches the device at its next contact: this one.
+		if st, err := s.store.DeviceUpdateStatus(c.ctx, in.DeviceID); err == nil {
+			res.CheckNow = st.CheckNow
+		}
+	}
+	return res, err
 }
 
 func (s *Server) deviceWhoami(c *call, _ *api.Empty) (api.DeviceSelf, error) {
