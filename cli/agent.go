@@ -21,6 +21,8 @@ type agentFlags struct {
 	logLevel, logFormat                          string
 	adminSocket, appSocket                       string
 	mqttBroker, mqttCAFile                       string
+	boardFile                                    string
+	noSandbox                                    bool
 	update                                       updateFlags
 }
 
@@ -35,8 +37,10 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 		fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket, "where to serve the local admin API for `sphere agent status|app|update-check` (root only; empty: none)")
-		fl.StringVar(&f.appSocket, "app-socket", "/run/sphere-agent/app.sock", "where to serve the API for apps (uplink, update deferral); each app is told apart by its uid (empty: none)")
+		fl.StringVar(&f.appSocket, "app-socket", "", "where to serve the API for apps (uplink, update deferral), told apart by their uids; empty: <state-dir>/app.sock; \"off\": none. Not under /run or /tmp, which compartments hide")
 		fl.StringVar(&f.mqttBroker, "mqtt-broker", "", "the cloud's MQTT broker, mqtts://HOST:PORT: the agent connects with the device certificate and apps holding DeviceAuthentication publish and subscribe through it (empty: no uplink)")
+		fl.StringVar(&f.boardFile, "board", "", "the board description mapping manifest peripherals (Gpio, Uart, ...) to device files (docs/sandbox.md); empty: a board without peripherals")
+		fl.BoolVar(&f.noSandbox, "no-sandbox", false, "run apps without compartments, as the agent's user: for development only")
 		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/localapi"
 	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/sandbox"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/uplink"
 )
@@ -76,8 +79,34 @@ func (u *updateFlags) updater(ag *agent.Agent, sup *supervisor.Supervisor, state
 // attestation loop, the app supervisor, the update engine, the local admin
 // socket and the apps' socket.
 func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog.Logger, f *agentFlags) error {
-	sup := supervisor.New(supervisor.Config{Logger: log.With("part", "supervisor")})
+	switch f.appSocket {
+	case "":
+		f.appSocket = filepath.Join(f.stateDir, "app.sock")
+	case "off":
+		f.appSocket = ""
+	}
+	// Compartments hide the shared dirs unless the app's own files (under
+	// the state dir) are there too.
+	abs, _ := filepath.Abs(f.appSocket)
+	state, _ := filepath.Abs(f.stateDir)
+	if rel, err := filepath.Rel(state, abs); f.appSocket != "" && !f.noSandbox && sandbox.HiddenFromApps(abs) && (err != nil || strings.HasPrefix(rel, "..")) {
+		return fmt.Errorf("--app-socket %s: apps cannot see it, compartments hide %s; put it in the state dir (the default)", f.appSocket, strings.Join(sandbox.SharedDirs, ", "))
+	}
+	comps, prot, err := f.compartments(log)
+	if err != nil {
+		return err
+	}
+	supCfg := supervisor.Config{Logger: log.With("part", "supervisor")}
+	if comps != nil {
+		supCfg.Launcher = comps
+	}
+	sup := supervisor.New(supCfg)
 	defer sup.Close()
+	appByUID := func(int) (supervisor.App, bool) { return supervisor.App{}, false }
+	if comps != nil {
+		comps.Attach(sup)
+		appByUID = comps.AppByUID
+	}
 	upd, err := f.update.updater(ag, sup, f.stateDir, log)
 	if err != nil {
 		return err
@@ -91,6 +120,7 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		}
 		adm := &localapi.Admin{Apps: sup, Status: func() localapi.Status {
 			st := agentStatus(ag, r, f)
+			st.Protections = prot
 			st.Update = upd.Status()
 			return st
 		}, UpdateCheck: func(ctx context.Context) (any, error) {
@@ -126,7 +156,7 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		if err != nil {
 			return err
 		}
-		api := &localapi.AppAPI{Tenant: ag.TenantID, AppByUID: appByUID(sup)}
+		api := &localapi.AppAPI{Tenant: ag.TenantID, AppByUID: appByUID}
 		if up != nil {
 			api.Uplink = up
 		}
@@ -138,11 +168,55 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 	return g.Wait()
 }
 
-// appByUID says which installed app runs as a uid.
-// TODO(sandbox): apps get their own uids from the sandbox; until it is
-// wired in, apps run as the agent's user and no caller is an app.
-func appByUID(*supervisor.Supervisor) func(int) (supervisor.App, bool) {
-	return func(int) (supervisor.App, bool) { return supervisor.App{}, false }
+// compartments makes the sandbox apps run in, and says which protections
+// it has. With --no-sandbox apps run plainly as the agent's user: for
+// development only, and said loudly.
+func (f *agentFlags) compartments(log *slog.Logger) (*agent.Compartments, []localapi.Protection, error) {
+	if f.noSandbox {
+		log.Error("apps run WITHOUT compartments (--no-sandbox): every app has the agent's rights; for development only")
+		return nil, []localapi.Protection{{Name: "compartments", Active: false, Detail: "turned off with --no-sandbox"}}, nil
+	}
+	var board *sandbox.Board
+	if f.boardFile != "" {
+		data, err := os.ReadFile(f.boardFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		if board, err = sandbox.ParseBoard(data); err != nil {
+			return nil, nil, fmt.Errorf("--board %s: %w", f.boardFile, err)
+		}
+	}
+	sb := sandbox.New(sandbox.Config{Board: board, Logger: log.With("part", "sandbox"), DNSServers: nameservers("/etc/resolv.conf")})
+	var env []string
+	if f.appSocket != "" {
+		env = append(env, "SPHERE_APP_SOCKET="+f.appSocket)
+	}
+	comps, err := agent.NewCompartments(sb, sandbox.IDRange{}, f.stateDir, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	var prot []localapi.Protection
+	for _, p := range sb.Status().Protections {
+		prot = append(prot, localapi.Protection{Name: p.Name, Active: p.Active, Detail: p.Detail})
+	}
+	return comps, prot, nil
+}
+
+// nameservers reads the DNS servers of a resolv.conf, which apps may query.
+func nameservers(path string) []netip.Addr {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, line := range strings.Split(string(data), "\n") {
+		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fields[1]); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // agentStatus is the agent's part of `sphere agent status`.

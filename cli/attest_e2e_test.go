@@ -97,7 +97,7 @@ func TestAttestationWalkthrough(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var out bytes.Buffer
-		done <- Run(ctx, append([]string{"agent", "--admin-socket", socket, "--app-socket", filepath.Join(dir, "app.sock")}, agentFlags...), strings.NewReader(""), &out, &out)
+		done <- Run(ctx, append([]string{"agent", "--admin-socket", socket}, agentFlags...), strings.NewReader(""), &out, &out)
 	}()
 	defer func() {
 		cancel()

@@ -138,12 +138,6 @@ func setupMounts(cs *childSpec) error {
 	return hideShared(cs)
 }
 
-// sharedDirs hold other programs' sockets and temporary files. Landlock
-// before ABI 9 does not stop connecting to a socket file (such as
-// PostgreSQL's in /run/postgresql), so the compartment covers these with
-// empty read-only mounts, unless something the app needs lies in them.
-var sharedDirs = []string{"/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue"}
-
 func hideShared(cs *childSpec) error {
 	var needed []string
 	for _, list := range [][]string{{cs.ImageDir, cs.StorageDir, cs.StorageImage}, cs.Devices, cs.RuntimeDirs, runtimeFiles, runtimeData} {
@@ -158,7 +152,7 @@ func hideShared(cs *childSpec) error {
 		}
 	}
 	hidden := map[string]bool{}
-	for _, d := range sharedDirs {
+	for _, d := range SharedDirs {
 		r, err := filepath.EvalSymlinks(d)
 		if err != nil || hidden[r] {
 			continue

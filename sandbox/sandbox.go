@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opensphere/sphere/image"
@@ -93,6 +94,24 @@ var runtimeFiles = []string{
 
 // runtimeData are directories every app may read but not execute from.
 var runtimeData = []string{"/etc/ssl", "/etc/pki", "/etc/ca-certificates", "/usr/share/ca-certificates", "/usr/share/zoneinfo"}
+
+// SharedDirs hold other programs' sockets and temporary files. Landlock
+// before ABI 9 does not stop connecting to a socket file (such as
+// PostgreSQL's in /run/postgresql), so the compartment covers these with
+// empty read-only mounts, unless something the app needs lies in them.
+// A socket apps must reach (the agent's app socket) must lie elsewhere.
+var SharedDirs = []string{"/run", "/var/run", "/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue"}
+
+// HiddenFromApps reports whether path lies in one of the SharedDirs, which
+// compartments cover.
+func HiddenFromApps(path string) bool {
+	for _, d := range SharedDirs {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return true
+		}
+	}
+	return false
+}
 
 // commonDevices are the device files every app may read and write.
 var commonDevices = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
