@@ -34,11 +34,24 @@ import (
 // renewal and a tenant CA rotation with a broker restart, and no QoS 1
 // message lost along the way.
 //
+// It runs once for each protocol the uplink speaks.
+//
 // The service clock is set back at the start so that the tenant CA's
 // rotation falls on today: Mosquitto checks certificates against the real
 // time, so every certificate it sees must be valid now.
 func TestUplinkMosquitto(t *testing.T) {
 	bin := mosquittoBinary(t)
+	for _, tc := range []struct{ name, protocol, logged string }{
+		{"MQTT 5", uplink.MQTT5, "p5"},
+		{"MQTT 3.1.1", uplink.MQTT311, "p2"}, // Mosquitto's number for 3.1.1
+	} {
+		t.Run(tc.name, func(t *testing.T) { testUplinkMosquitto(t, bin, tc.protocol, tc.logged) })
+	}
+}
+
+// testUplinkMosquitto is TestUplinkMosquitto for one protocol; logged is
+// how Mosquitto names it in its log ("as ID (p5, ...").
+func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 	svc := startService(t)
 	ctx := context.Background()
 
@@ -60,6 +73,7 @@ func TestUplinkMosquitto(t *testing.T) {
 	svc.clock.Advance(ca.ActivateAfter + 12*time.Hour - 13*time.Hour) // now minus 13 hours: CA1 still issues
 
 	br := startMosquitto(t, bin, bundle1)
+	br.protocol = protocol
 
 	pub := svc.attestedDevice(t)
 	sub := svc.attestedDevice(t)
@@ -80,6 +94,9 @@ func TestUplinkMosquitto(t *testing.T) {
 		in.waitFor(t, pub.topic(), "hello")
 		if want := "u'" + pub.agent.DeviceID() + "'"; !strings.Contains(br.log.String(), want) {
 			t.Errorf("Mosquitto did not log the device id as the user name (%s)", want)
+		}
+		if want := " as " + pub.agent.DeviceID() + " (" + logged + ","; !strings.Contains(br.log.String(), want) {
+			t.Errorf("Mosquitto did not log a %s connection (%s)", protocol, want)
 		}
 	})
 
@@ -214,6 +231,7 @@ type broker struct {
 	bin, dir string
 	port     int
 	roots    *x509.CertPool // for its server certificate
+	protocol string         // spoken by the clients of client
 	log      *syncBuffer
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -335,6 +353,7 @@ func (b *broker) client(t *testing.T, d *device, session time.Duration) *uplink.
 	t.Helper()
 	c, err := uplink.New(uplink.Config{
 		Broker:         fmt.Sprintf("mqtts://127.0.0.1:%d", b.port),
+		Protocol:       b.protocol,
 		RootCAs:        b.roots,
 		Cert:           d.agent.TLSCertificate,
 		OutboxDir:      t.TempDir(),
