@@ -31,8 +31,8 @@ import (
 // TestUplinkMosquitto runs devices' MQTT uplinks against a real Mosquitto
 // that trusts the tenant chain bundle: mutual TLS with the device id as
 // the user name, an ACL on it, a revoked device shut out, certificate
-// renewal and a tenant CA rotation with a broker restart, and no QoS 1
-// message lost along the way.
+// renewal and a tenant CA rotation with a broker restart, messages kept
+// across an agent restart, and no QoS 1 message lost along the way.
 //
 // It runs once for each protocol the uplink speaks.
 //
@@ -74,14 +74,19 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 
 	br := startMosquitto(t, bin, bundle1)
 	br.protocol = protocol
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mosquitto log:\n%s", br.log.String())
+		}
+	})
 
 	pub := svc.attestedDevice(t)
 	sub := svc.attestedDevice(t)
 	if got := pub.agent.Certificate().Issuer.String(); got != ca1.Subject.String() {
 		t.Fatalf("first certificate issued by %s; want CA1 %s", got, ca1.Subject)
 	}
-	pubC := br.client(t, pub, 0)
-	subC := br.client(t, sub, 10*time.Minute) // keeps its session across the broker restart
+	pubC := br.client(t, pub, 0, "")
+	subC := br.client(t, sub, 10*time.Minute, "") // keeps its session across the broker restart
 	awaitConnection(t, pubC)
 	awaitConnection(t, subC)
 	in := newInbox()
@@ -130,7 +135,7 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 		if _, err := d.agent.Attest(ctx); !errors.As(err, &ae) || d.agent.Certificate() != nil {
 			t.Fatalf("attesting a revoked device: %v, certificate %v; want refused, none", err, d.agent.Certificate())
 		}
-		c := br.client(t, d, 0)
+		c := br.client(t, d, 0, "")
 		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		if err := c.AwaitConnection(wctx); err == nil {
@@ -190,9 +195,37 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 		// holds: both CAs work through the overlap.
 		in.waitForSeries(t, pub.topic(), "rotate", 30)
 	})
-	if t.Failed() {
-		t.Logf("mosquitto log:\n%s", br.log.String())
-	}
+
+	t.Run("agent restart", func(t *testing.T) {
+		// Its own device: two clients with one client id would take the
+		// session from each other in turn. Each message has its own topic,
+		// so that the broker's log shows which ones it received: this
+		// checks the publisher's outbox, not a subscriber.
+		d := svc.attestedDevice(t)
+		outbox := t.TempDir()
+		c := br.client(t, d, 0, outbox)
+		awaitConnection(t, c)
+		br.stop(t)
+		for i := range 10 {
+			publish(t, c, fmt.Sprintf("%s/restart-%d", d.topic(), i), "x")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.Pending(); n != 10 {
+			t.Fatalf("%d messages in the outbox after Close; want 10", n)
+		}
+		br.start(t)
+		c = br.client(t, d, 0, outbox) // the agent's next run
+		flush(t, c)
+		for i := range 10 {
+			if want := fmt.Sprintf("'%s/restart-%d'", d.topic(), i); !strings.Contains(br.log.String(), want) {
+				t.Errorf("the broker never received restart-%d", i)
+			}
+		}
+	})
 }
 
 // mosquittoBinary finds Mosquitto or skips.
@@ -348,15 +381,19 @@ func (b *broker) connections(d *device) int {
 	return strings.Count(b.log.String(), " as "+d.agent.DeviceID()+" (")
 }
 
-// client connects d's uplink to the broker with d's current certificate.
-func (b *broker) client(t *testing.T, d *device, session time.Duration) *uplink.Client {
+// client connects d's uplink to the broker with d's current certificate;
+// an empty outbox means a new one.
+func (b *broker) client(t *testing.T, d *device, session time.Duration, outbox string) *uplink.Client {
 	t.Helper()
+	if outbox == "" {
+		outbox = t.TempDir()
+	}
 	c, err := uplink.New(uplink.Config{
 		Broker:         fmt.Sprintf("mqtts://127.0.0.1:%d", b.port),
 		Protocol:       b.protocol,
 		RootCAs:        b.roots,
 		Cert:           d.agent.TLSCertificate,
-		OutboxDir:      t.TempDir(),
+		OutboxDir:      outbox,
 		SessionExpiry:  session,
 		ConnectTimeout: 5 * time.Second,
 		PublishTimeout: 3 * time.Second,

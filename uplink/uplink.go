@@ -154,6 +154,9 @@ type Client struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu         sync.Mutex
 	conn       net.Conn // the latest network connection
 	connSerial string   // serial of the certificate presented on conn
@@ -569,12 +572,14 @@ func (c *Client) Flush(ctx context.Context) error {
 
 // Close stops sending, disconnects cleanly and waits (bounded by ctx) for
 // the connection to end. Unacknowledged messages stay in the outbox for
-// the next Client.
+// the next Client. Closing again returns the first Close's result.
 func (c *Client) Close(ctx context.Context) error {
-	c.cancel()
-	c.wg.Wait()
-	if err := c.wire.disconnect(ctx); err != nil {
-		return fmt.Errorf("uplink.Close: %w", err)
-	}
-	return nil
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		if err := c.wire.disconnect(ctx); err != nil {
+			c.closeErr = fmt.Errorf("uplink.Close: %w", err)
+		}
+	})
+	return c.closeErr
 }
