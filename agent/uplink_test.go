@@ -225,6 +225,13 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 				t.Errorf("the broker never received restart-%d", i)
 			}
 		}
+		// Closing a connected client leaves it closed, not connected.
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AwaitConnection(ctx); !errors.Is(err, uplink.ErrClosed) || c.Certificate() != nil {
+			t.Errorf("after Close: AwaitConnection %v, certificate %v; want ErrClosed, none", err, c.Certificate())
+		}
 	})
 }
 

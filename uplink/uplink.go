@@ -101,7 +101,8 @@ type Config struct {
 
 // Handler receives a message for a subscription. It runs on the client's
 // receive goroutine, and the broker gets the PUBACK when it returns, so it
-// should be quick; it may call Publish with QoS 1.
+// should be quick. It may call Publish; with QoS 1 that only writes the
+// outbox and never waits for the network.
 type Handler func(topic string, payload []byte)
 
 // Errors returned by Publish.
@@ -345,13 +346,17 @@ func (c *Client) onUp(sessionPresent bool) {
 
 // onDown is called by the wire when the connection is lost.
 func (c *Client) onDown() {
+	c.setDown()
+	c.log.Info("uplink: connection to the broker lost; reconnecting")
+}
+
+func (c *Client) setDown() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.up {
 		c.up = false
 		c.upCh = make(chan struct{})
 	}
-	c.mu.Unlock()
-	c.log.Info("uplink: connection to the broker lost; reconnecting")
 }
 
 func (c *Client) connectError(err error) {
@@ -525,6 +530,9 @@ func (c *Client) received(topic string, payload []byte) bool {
 
 // AwaitConnection waits until a connection to the broker is up.
 func (c *Client) AwaitConnection(ctx context.Context) error {
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
 	c.mu.Lock()
 	upCh := c.upCh
 	c.mu.Unlock()
@@ -580,6 +588,7 @@ func (c *Client) Close(ctx context.Context) error {
 		if err := c.wire.disconnect(ctx); err != nil {
 			c.closeErr = fmt.Errorf("uplink.Close: %w", err)
 		}
+		c.setDown()
 	})
 	return c.closeErr
 }
