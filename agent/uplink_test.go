@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/tlsutil"
 	"github.com/opensphere/sphere/uplink"
 )
@@ -235,8 +236,44 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 	})
 }
 
+// BenchmarkUplinkPublish measures QoS 1 messages of 256 bytes through
+// the outbox to Mosquitto: each is synced to disk by Publish, sent, and
+// removed after its PUBACK, one message in flight at a time.
+func BenchmarkUplinkPublish(b *testing.B) {
+	bin := mosquittoBinary(b)
+	svc := startService(b)
+	ctx := context.Background()
+	bundle, err := svc.ca.Bundle(ctx, svc.tenant.ID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	br := startMosquitto(b, bin, bundle)
+	d := svc.attestedDevice(b)
+	payload := make([]byte, 256)
+	for _, protocol := range []string{uplink.MQTT5, uplink.MQTT311} {
+		b.Run(protocol, func(b *testing.B) {
+			br.protocol = protocol
+			c := br.client(b, d, 0, "")
+			awaitConnection(b, c)
+			b.ResetTimer()
+			for range b.N {
+				if err := c.Publish(ctx, d.topic(), payload, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			flush(b, c)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+			b.StopTimer()
+			// One client per device at a time: the next round reuses the id.
+			if err := c.Close(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
 // mosquittoBinary finds Mosquitto or skips.
-func mosquittoBinary(t *testing.T) string {
+func mosquittoBinary(t testing.TB) string {
 	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
 		if bin, err := exec.LookPath(p); err == nil {
 			return bin
@@ -250,10 +287,15 @@ func mosquittoBinary(t *testing.T) string {
 }
 
 // attestedDevice makes, enrolls and attests a device on a soft root.
-func (svc *service) attestedDevice(t *testing.T) *device {
+func (svc *service) attestedDevice(t testing.TB) *device {
 	t.Helper()
 	dir := t.TempDir()
-	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	r, err := rot.OpenSoft(dir) // roots[0], for benchmarks too
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	d := svc.newDevice(t, r, dir)
 	svc.enroll(t, d, "Development")
 	if err := d.agent.Measure(); err != nil {
 		t.Fatal(err)
@@ -277,7 +319,7 @@ type broker struct {
 	exited   chan struct{}
 }
 
-func startMosquitto(t *testing.T, bin string, bundle []*x509.Certificate) *broker {
+func startMosquitto(t testing.TB, bin string, bundle []*x509.Certificate) *broker {
 	t.Helper()
 	b := &broker{bin: bin, dir: t.TempDir(), log: &syncBuffer{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -335,7 +377,7 @@ log_type all
 }
 
 // writeBundle writes the tenant chain bundle as the broker's CA file.
-func (b *broker) writeBundle(t *testing.T, bundle []*x509.Certificate) {
+func (b *broker) writeBundle(t testing.TB, bundle []*x509.Certificate) {
 	var pemData []byte
 	for _, c := range bundle {
 		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
@@ -343,7 +385,7 @@ func (b *broker) writeBundle(t *testing.T, bundle []*x509.Certificate) {
 	writeTestFile(t, filepath.Join(b.dir, "bundle.pem"), pemData)
 }
 
-func (b *broker) start(t *testing.T) {
+func (b *broker) start(t testing.TB) {
 	t.Helper()
 	b.cmd = exec.Command(b.bin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log // stderr: unbuffered, so the log is current
@@ -368,7 +410,7 @@ func (b *broker) start(t *testing.T) {
 }
 
 // stop ends Mosquitto with SIGTERM, so that it saves its sessions.
-func (b *broker) stop(t *testing.T) {
+func (b *broker) stop(t testing.TB) {
 	if b.cmd == nil {
 		return
 	}
@@ -390,7 +432,7 @@ func (b *broker) connections(d *device) int {
 
 // client connects d's uplink to the broker with d's current certificate;
 // an empty outbox means a new one.
-func (b *broker) client(t *testing.T, d *device, session time.Duration, outbox string) *uplink.Client {
+func (b *broker) client(t testing.TB, d *device, session time.Duration, outbox string) *uplink.Client {
 	t.Helper()
 	if outbox == "" {
 		outbox = t.TempDir()
@@ -422,7 +464,7 @@ func (b *broker) client(t *testing.T, d *device, session time.Duration, outbox s
 	return c
 }
 
-func awaitConnection(t *testing.T, c *uplink.Client) {
+func awaitConnection(t testing.TB, c *uplink.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -454,7 +496,7 @@ func publishSeries(t *testing.T, c *uplink.Client, topic, prefix string, n int, 
 	return done
 }
 
-func flush(t *testing.T, c *uplink.Client) {
+func flush(t testing.TB, c *uplink.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -463,7 +505,7 @@ func flush(t *testing.T, c *uplink.Client) {
 	}
 }
 
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -531,7 +573,7 @@ func (in *inbox) waitForSeries(t *testing.T, topic, prefix string, n int) {
 	t.Logf("all %d %s messages arrived (%d duplicates)", n, prefix, dups)
 }
 
-func writeTestFile(t *testing.T, path string, data []byte) {
+func writeTestFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := tlsutil.WriteFileAtomic(path, data, 0o600); err != nil {
 		t.Fatal(err)
