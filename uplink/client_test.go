@@ -171,3 +171,15 @@ func TestClientID(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepAliveBounded: the keep-alive is a 16-bit count of seconds in
+// both protocols; a longer one is cut to the longest it can say.
+func TestKeepAliveBounded(t *testing.T) {
+	cfg := Config{KeepAlive: 100 * time.Hour}
+	if err := setDefaults(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.KeepAlive != 65535*time.Second {
+		t.Errorf("keep-alive %v; want 65535s", cfg.KeepAlive)
+	}
+}

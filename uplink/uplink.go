@@ -230,6 +230,7 @@ func setDefaults(cfg *Config) error {
 		}
 	}
 	def(&cfg.KeepAlive, 30*time.Second)
+	cfg.KeepAlive = min(cfg.KeepAlive, 65535*time.Second) // a 16-bit field in both protocols
 	def(&cfg.ConnectTimeout, 10*time.Second)
 	def(&cfg.PublishTimeout, 10*time.Second)
 	def(&cfg.CertPoll, 5*time.Second)
