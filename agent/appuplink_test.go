@@ -43,7 +43,7 @@ func TestAppUplinkMosquitto(t *testing.T) {
 	br := startMosquitto(t, bin, bundle)
 	dev := svc.attestedDevice(t)
 	observer := svc.attestedDevice(t)
-	devC, obsC := br.client(t, dev, 0), br.client(t, observer, 0)
+	devC, obsC := br.client(t, dev, 0, ""), br.client(t, observer, 0, "")
 	awaitConnection(t, devC)
 	awaitConnection(t, obsC)
 	in := newInbox()

@@ -21,6 +21,7 @@ type agentFlags struct {
 	logLevel, logFormat                          string
 	adminSocket, appSocket                       string
 	mqttBroker, mqttCAFile                       string
+	mqttProtocol, mqttUsername                   string
 	boardFile                                    string
 	noSandbox                                    bool
 	update                                       updateFlags
@@ -42,6 +43,8 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.boardFile, "board", "", "the board description mapping manifest peripherals (Gpio, Uart, ...) to device files (docs/sandbox.md); empty: a board without peripherals")
 		fl.BoolVar(&f.noSandbox, "no-sandbox", false, "run apps without compartments, as the agent's user: for development only")
 		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
+		fl.StringVar(&f.mqttProtocol, "mqtt-protocol", "5", "MQTT version: 5, or 3.1.1 for brokers that need it (Azure IoT Hub; docs/clouds/mqtt.md)")
+		fl.StringVar(&f.mqttUsername, "mqtt-username", "", "MQTT user name, for brokers that want one beside the certificate (Azure IoT Hub: {hub}.azure-devices.net/{device id}/?api-version=2021-04-12)")
 	}
 }
 

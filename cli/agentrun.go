@@ -138,7 +138,7 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		if err != nil {
 			return err
 		}
-		up, err = uplink.New(uplink.Config{Broker: f.mqttBroker, RootCAs: roots, Cert: ag.TLSCertificate,
+		up, err = uplink.New(uplink.Config{Broker: f.mqttBroker, Protocol: f.mqttProtocol, Username: f.mqttUsername, RootCAs: roots, Cert: ag.TLSCertificate,
 			OutboxDir: filepath.Join(f.stateDir, "uplink-outbox"), SessionExpiry: time.Hour, Logger: log.With("part", "uplink")})
 		if err != nil {
 			return err
