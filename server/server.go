@@ -102,8 +102,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.trust = newTrustCache(s.ca, s.now)
 	mux := http.NewServeMux()
-	s.routes = append(append(s.routeTable(), s.attestAdminRoutes()...), s.updateAdminRoutes()...)
-	s.deviceRoutes = append(s.deviceRouteTable(), s.updateDeviceRoutes()...)
+	s.routes = append(append(append(s.routeTable(), s.attestAdminRoutes()...), s.updateAdminRoutes()...), s.failureAdminRoutes()...)
+	s.deviceRoutes = append(append(s.deviceRouteTable(), s.updateDeviceRoutes()...), s.failureDeviceRoutes()...)
 	for _, rt := range append(s.routes, s.deviceRoutes...) {
 		mux.Handle(rt.Method+" "+rt.Path, s.serveRoute(rt))
 	}
