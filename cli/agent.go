@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/opensphere/sphere/agent"
+	"github.com/opensphere/sphere/report"
 	"github.com/opensphere/sphere/rot"
 )
 
@@ -19,6 +21,11 @@ import (
 type agentFlags struct {
 	server, stateDir, rotKind, tpmDevice, caFile string
 	logLevel, logFormat                          string
+	// reports keeps failure reports in --state-dir/failure-reports (the
+	// running agent only: two processes must not share the queue).
+	reports        bool
+	reportInterval time.Duration
+	reportEvents   int
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -56,6 +63,11 @@ trust, attests to the security service at start and again every 20 to 24 hours
 with exponential backoff and jitter, and uses the certificate, whose key never
 leaves the root of trust, for mutual TLS on every later call to the service.
 
+It records failures (refused attestations, its own panics, unclean shutdowns)
+in a bounded queue in --state-dir/failure-reports that survives power cuts, and
+uploads it at least every --report-interval over mutual TLS (see "sphere
+error-report").
+
 Before it can attest, the device must be registered (see "sphere agent identity")
 and claimed into a tenant and a device group, and the tenant must allow what the
 device measures (see "sphere agent measurements").`,
@@ -67,10 +79,20 @@ device measures (see "sphere agent measurements").`,
 				return err
 			}
 			defer r.Close()
-			return ag.Run(cmd.Context())
+			defer ag.RecordPanic()
+			rep, err := ag.StartReports(cmd.Context(), agent.ReportOptions{Interval: f.reportInterval})
+			if err != nil {
+				return err
+			}
+			err = ag.Run(cmd.Context())
+			rep.Stop()
+			return err
 		},
 	}
 	f.register(cmd, true)
+	f.reports = true
+	cmd.Flags().DurationVar(&f.reportInterval, "report-interval", 24*time.Hour, "longest time between failure-report uploads (sooner when the queue is half full)")
+	cmd.Flags().IntVar(&f.reportEvents, "report-queue-events", 2000, "failure events kept on the device until uploaded; when full the oldest are dropped and counted")
 	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce())
 	return cmd
 }
@@ -102,7 +124,14 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	if r.Kind() == rot.KindSoft {
 		log.Warn("the root of trust is SOFTWARE: keys are files that anyone with access can copy; for development and simulation only")
 	}
-	ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log})
+	cfg := agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log}
+	if f.reports {
+		if cfg.Reports, err = report.OpenQueue(report.QueueConfig{Dir: filepath.Join(f.stateDir, "failure-reports"), MaxEvents: f.reportEvents, Logger: log}); err != nil {
+			r.Close()
+			return nil, nil, nil, err
+		}
+	}
+	ag, err := agent.New(cfg)
 	if err != nil {
 		r.Close()
 		return nil, nil, nil, err

@@ -51,7 +51,7 @@ func failureRouteCases() map[string]routeCase {
 			},
 			bad:         inA("/failure-reports?category=meltdown", nil),
 			noForbidden: readerIsLowest,
-			cross: onlyThisTenantsFailures(sphere.FailureAppCrash, "/failure-reports?page_size=1000"),
+			cross:       onlyThisTenantsFailures(sphere.FailureAppCrash, "/failure-reports?page_size=1000"),
 		},
 		"GET /api/v1/tenants/{tenant}/failure-reports/summary": {
 			status: 200,
@@ -74,7 +74,7 @@ func failureRouteCases() map[string]routeCase {
 			},
 			bad:         inA("/failure-reports/summary?by=tenant_id", nil),
 			noForbidden: readerIsLowest,
-			cross: onlyThisTenantsFailures(sphere.FailureAppExit, "/failure-reports/summary?by=device,device_group,product"),
+			cross:       onlyThisTenantsFailures(sphere.FailureAppExit, "/failure-reports/summary?by=device,device_group,product"),
 		},
 	}
 }
