@@ -13,9 +13,36 @@ import (
 
 const failureColumns = "tenant_id, product_id, device_group_id, device_id, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time, received_at"
 
-// failureInsertRows is how many rows one INSERT carries: 17 parameters a
-// row stays well under SQLite's and PostgreSQL's parameter limits.
-const failureInsertRows = 500
+// failureChunks are the row counts of the INSERTs a batch is split into:
+// the largest first, then powers of two, so that a few statements, each
+// prepared once per connection (see Store.failureInsert), fit any batch.
+// 512 rows of 17 parameters stay under SQLite's and PostgreSQL's limits.
+var failureChunks = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+// failureInsert returns the prepared INSERT of n rows.
+func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(n); ok {
+		return st.(*sql.Stmt), nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO failure_reports (" + failureColumns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" ON CONFLICT (device_id, event_id) DO NOTHING")
+	st, err := s.db.PrepareContext(ctx, s.d.rebind(b.String()))
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(n, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
 
 // AddFailureReports stores a device's failure events, in one transaction
 // with multi-row inserts. An event the device sent before (same device and
@@ -30,16 +57,18 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 	accepted := 0
 	err := s.tx(ctx, func(q *querier) error {
 		accepted = 0
-		for start := 0; start < len(events); start += failureInsertRows {
-			chunk := events[start:min(start+failureInsertRows, len(events))]
-			var b strings.Builder
-			b.WriteString("INSERT INTO failure_reports (" + failureColumns + ") VALUES ")
-			args := make([]any, 0, len(chunk)*17)
-			for i, e := range chunk {
-				if i > 0 {
-					b.WriteByte(',')
+		args := make([]any, 0, min(len(events), failureChunks[0])*17)
+		for rest := events; len(rest) > 0; {
+			n := failureChunks[0]
+			for _, c := range failureChunks {
+				if n = c; c <= len(rest) {
+					break
 				}
-				b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			}
+			chunk := rest[:n]
+			rest = rest[n:]
+			args = args[:0]
+			for _, e := range chunk {
 				var code sql.NullInt64
 				if e.ExitCode != nil {
 					code = sql.NullInt64{Int64: int64(*e.ExitCode), Valid: true}
@@ -47,16 +76,19 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 				args = append(args, dev.TenantID, dev.ProductID, dev.DeviceGroupID, dev.ID, e.ID, e.Class, e.Category, e.Description,
 					e.ComponentID, e.ImageID, e.Version, code, e.Signal, e.Count, e.FirstTime.UnixMicro(), e.LastTime.UnixMicro(), now)
 			}
-			b.WriteString(" ON CONFLICT (device_id, event_id) DO NOTHING")
-			res, err := q.exec(ctx, b.String(), args...)
+			st, err := s.failureInsert(ctx, n)
 			if err != nil {
 				return err
 			}
-			n, err := res.RowsAffected()
+			res, err := q.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 			if err != nil {
 				return err
 			}
-			accepted += int(n)
+			added, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			accepted += int(added)
 		}
 		return nil
 	})
