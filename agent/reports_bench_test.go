@@ -25,15 +25,7 @@ func BenchmarkFailureIngest(b *testing.B) {
 	svc := startService(b)
 	var devs []*device
 	for range 4 {
-		dir := b.TempDir()
-		r, err := rot.OpenSoft(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer r.Close()
-		d := svc.newDevice(b, r, dir)
-		svc.enroll(b, d, "Field Test")
-		d.agent.Measure()
+		d := svc.softDevice(b, "Field Test")
 		if _, err := d.agent.Attest(context.Background()); err != nil {
 			b.Fatal(err)
 		}
@@ -104,4 +96,22 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// softDevice makes a device with a soft root of trust, enrolled in group,
+// its measurements taken.
+func (svc *service) softDevice(t testing.TB, group string) *device {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := rot.OpenSoft(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	d := svc.newDevice(t, r, dir)
+	svc.enroll(t, d, group)
+	if err := d.agent.Measure(); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
