@@ -266,3 +266,41 @@ func TestRecordPanic(t *testing.T) {
 		t.Errorf("queue = %+v; want the panic", b.Events)
 	}
 }
+
+// TestUploadWhenHalfFull: the uploader does not wait for its daily round
+// when the queue passes half full.
+func TestUploadWhenHalfFull(t *testing.T) {
+	svc := startService(t)
+	dir := t.TempDir()
+	q, err := report.OpenQueue(report.QueueConfig{Dir: filepath.Join(dir, "failure-reports"), MaxEvents: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	d.agent.cfg.Reports = q
+	svc.enroll(t, d, "Field Test")
+	d.agent.Measure()
+	ctx := context.Background()
+	if _, err := d.agent.Attest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.agent.StartReports(ctx, ReportOptions{Interval: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Stop()
+	d.agent.RecordFailure(sphere.FailureEvent{Category: sphere.FailureUpdateFailed, Description: "no space left on device"})
+	time.Sleep(100 * time.Millisecond) // a quarter full: no upload
+	if n := len(svc.reportsOf(t, d.agent.DeviceID())); n != 0 {
+		t.Fatalf("a quarter-full queue was uploaded (%d reports)", n)
+	}
+	d.agent.RecordFailure(sphere.FailureEvent{Category: sphere.FailureUpdateRolledBack, Description: "health check failed"})
+	deadline := time.Now().Add(30 * time.Second)
+	for len(svc.reportsOf(t, d.agent.DeviceID())) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(svc.reportsOf(t, d.agent.DeviceID())); n != 2 {
+		t.Fatalf("the service holds %d reports after the queue passed half full; want 2", n)
+	}
+}

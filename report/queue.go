@@ -375,6 +375,9 @@ func (q *Queue) Record(ev sphere.FailureEvent) error {
 	if ev.LastTime.IsZero() {
 		ev.LastTime = ev.FirstTime
 	}
+	if ev.LastTime.Before(ev.FirstTime) { // a clock set back between the two
+		ev.FirstTime = ev.LastTime
+	}
 	if ev.Class == "" {
 		ev.Class = sphere.FailureCategories[ev.Category]
 	}
