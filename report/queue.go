@@ -462,7 +462,18 @@ func (q *Queue) trim(size int64) bool {
 		q.st.DroppedAt = q.now().UTC().UnixMicro()
 	}
 	q.st.DroppedNew += int64(dropped)
+	q.pruneOpen(q.st.Head)
 	return true
+}
+
+// pruneOpen forgets the coalescing keys of events below seq (gone, or
+// handed out), so that the map stays as small as the queue.
+func (q *Queue) pruneOpen(seq uint64) {
+	for k, s := range q.open {
+		if s < seq {
+			delete(q.open, k)
+		}
+	}
 }
 
 func boolInt(b bool) int {
@@ -593,6 +604,7 @@ func (q *Queue) Pending(limit int) (Batch, error) {
 		b.upTo = e.seq + 1
 	}
 	q.handedTo = max(q.handedTo, b.upTo)
+	q.pruneOpen(q.handedTo)
 	return b, nil
 }
 

@@ -181,6 +181,9 @@ func TestQueueCoalesces(t *testing.T) {
 	if len(b.Events) != 2 || b.Events[0].Count != 2 || b.Events[1].Count != 1 {
 		t.Fatalf("pending = %+v; want 'same' twice in one event, then 'other'", b.Events)
 	}
+	if len(q.open) != 0 {
+		t.Errorf("%d coalescing keys kept for events handed out", len(q.open))
+	}
 	// Handed out for upload: a new one alike is a new event, so the count
 	// of an event the service may have stored never changes.
 	q.Record(crash("same"))
