@@ -26,6 +26,7 @@ type agentFlags struct {
 	reports        bool
 	reportInterval time.Duration
 	reportEvents   int
+	queue          *report.Queue // opened by agentSetup when reports is set
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -79,6 +80,7 @@ device measures (see "sphere agent measurements").`,
 				return err
 			}
 			defer r.Close()
+			defer f.queue.Close()
 			defer ag.RecordPanic()
 			rep, err := ag.StartReports(cmd.Context(), agent.ReportOptions{Interval: f.reportInterval})
 			if err != nil {
@@ -126,10 +128,11 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	}
 	cfg := agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log}
 	if f.reports {
-		if cfg.Reports, err = report.OpenQueue(report.QueueConfig{Dir: filepath.Join(f.stateDir, "failure-reports"), MaxEvents: f.reportEvents, Logger: log}); err != nil {
+		if f.queue, err = report.OpenQueue(report.QueueConfig{Dir: filepath.Join(f.stateDir, "failure-reports"), MaxEvents: f.reportEvents, Logger: log}); err != nil {
 			r.Close()
 			return nil, nil, nil, err
 		}
+		cfg.Reports = f.queue
 	}
 	ag, err := agent.New(cfg)
 	if err != nil {

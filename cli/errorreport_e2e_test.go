@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,11 +20,11 @@ import (
 	"github.com/opensphere/sphere/rot"
 )
 
-// TestErrorReportWalkthrough: a device enrolled through the CLI records an
-// app crash in its queue and uploads it, with 2,000 more events, over
-// mutual TLS to `sphere serve`; `sphere error-report list` shows the crash
-// and pages through all 2,001 reports, `summary` counts them, and `export`
-// streams them as CSV and JSON.
+// TestErrorReportWalkthrough: `sphere agent` reports the unclean end of its
+// last run; then the device records an app crash in its queue and uploads
+// it, with 2,000 more events, over mutual TLS to `sphere serve`; `sphere
+// error-report list` shows the crash and pages through all 2,002 reports,
+// `summary` counts them, and `export` streams them as CSV and JSON.
 func TestErrorReportWalkthrough(t *testing.T) {
 	dir := t.TempDir()
 	svc := startService(t, filepath.Join(dir, "sphere-data"), "--failure-report-retention", "720h")
@@ -31,7 +32,32 @@ func TestErrorReportWalkthrough(t *testing.T) {
 	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
 	admin.run("product", "create", "--name", "Thermostat")
 
-	d, stateDir, _ := admin.enrollDevice(svc, dir, "Thermostat/Field Test")
+	d, stateDir, agentFlags := admin.enrollDevice(svc, dir, "Thermostat/Field Test")
+
+	// `sphere agent` finds that its last run did not stop cleanly, records
+	// it, and uploads it on its schedule; a clean stop removes its mark.
+	marker := filepath.Join(stateDir, "running")
+	os.WriteFile(marker, []byte("then"), 0o600)
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan error, 1)
+	go func() {
+		agentDone <- Run(agentCtx, append([]string{"agent", "--report-interval", "1s"}, agentFlags...), strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	var unclean []sphere.FailureReport
+	for deadline := time.Now().Add(30 * time.Second); len(unclean) == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		admin.runJSON(&unclean, "error-report", "list", "--category", "unclean_shutdown", "--device", d.ID)
+	}
+	stopAgent()
+	if err := <-agentDone; err != nil {
+		t.Fatalf("sphere agent: %v", err)
+	}
+	if len(unclean) != 1 || unclean[0].Class != "os" {
+		t.Fatalf("unclean shutdowns reported: %+v; want one", unclean)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("sphere agent stopped cleanly but left its running mark: %v", err)
+	}
 
 	// The device: its certificate from the attestation, and a queue.
 	r, err := rot.OpenSoft(stateDir)
@@ -76,8 +102,8 @@ func TestErrorReportWalkthrough(t *testing.T) {
 		"LAST SEEN", d.ID, "app_crash", "killed by SIGSEGV", "7.0")
 	var all []sphere.FailureReport
 	admin.runJSON(&all, "error-report", "list", "--since", "1h")
-	if len(all) != 2001 {
-		t.Fatalf("error-report list shows %d reports; want all 2001", len(all))
+	if len(all) != 2002 {
+		t.Fatalf("error-report list shows %d reports; want all 2002", len(all))
 	}
 	if out := admin.run("error-report", "list", "--until", "2020-01-01T00:00:00Z"); strings.Count(out, "\n") != 1 {
 		t.Errorf("a list before any report shows more than the header:\n%s", out)
@@ -95,7 +121,7 @@ func TestErrorReportWalkthrough(t *testing.T) {
 	f, _ := os.Open(csvFile)
 	rows, err := csv.NewReader(f).ReadAll()
 	f.Close()
-	if err != nil || len(rows) != 2002 || rows[0][0] != "seq" || rows[1][6] != "app_crash" || rows[1][12] != "SIGSEGV" {
+	if err != nil || len(rows) != 2003 || rows[0][0] != "seq" || rows[1][6] != "unclean_shutdown" || rows[2][6] != "app_crash" || rows[2][12] != "SIGSEGV" {
 		t.Fatalf("CSV export: %d rows, %v; first %v", len(rows), err, rows[:min(2, len(rows))])
 	}
 	var exported []sphere.FailureReport
