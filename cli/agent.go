@@ -21,6 +21,8 @@ import (
 type agentFlags struct {
 	server, stateDir, rotKind, tpmDevice, caFile string
 	logLevel, logFormat                          string
+	adminSocket, appSocket                       string
+	mqttBroker, mqttCAFile                       string
 	// reports keeps failure reports in --state-dir/failure-reports (the
 	// running agent only: two processes must not share the queue).
 	reports        bool
@@ -39,6 +41,10 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.caFile, "ca-file", "", "PEM bundle of CAs the device trusts for the service's TLS certificate (default: the system's)")
 		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+		fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket, "where to serve the local admin API for `sphere agent status|app|update-check` (root only; empty: none)")
+		fl.StringVar(&f.appSocket, "app-socket", "/run/sphere-agent/app.sock", "where to serve the API for apps (uplink, update deferral); each app is told apart by its uid (empty: none)")
+		fl.StringVar(&f.mqttBroker, "mqtt-broker", "", "the cloud's MQTT broker, mqtts://HOST:PORT: the agent connects with the device certificate and apps holding DeviceAuthentication publish and subscribe through it (empty: no uplink)")
+		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
 	}
 }
 
@@ -64,8 +70,8 @@ trust, attests to the security service at start and again every 20 to 24 hours
 with exponential backoff and jitter, and uses the certificate, whose key never
 leaves the root of trust, for mutual TLS on every later call to the service.
 
-It records failures (refused attestations, its own panics, unclean shutdowns)
-in a bounded queue in --state-dir/failure-reports that survives power cuts, and
+It records failures (app exits, crashes and restart loops, refused attestations,
+its own panics, unclean shutdowns) in a bounded queue in --state-dir/failure-reports that survives power cuts, and
 uploads it at least every --report-interval over mutual TLS (see "sphere
 error-report").
 
@@ -75,7 +81,7 @@ device measures (see "sphere agent measurements").`,
 		Example: `  sphere agent --server https://sphere.example.com:8443 --ca-file /etc/sphere/service-ca.pem --state-dir /var/lib/sphere-agent --rot tpm`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ag, r, _, err := a.agentSetup(&f)
+			ag, r, log, err := a.agentSetup(&f)
 			if err != nil {
 				return err
 			}
@@ -86,7 +92,7 @@ device measures (see "sphere agent measurements").`,
 			if err != nil {
 				return err
 			}
-			err = ag.Run(cmd.Context())
+			err = runAgent(cmd.Context(), ag, r, log, &f)
 			rep.Stop()
 			return err
 		},
@@ -95,7 +101,7 @@ device measures (see "sphere agent measurements").`,
 	f.reports = true
 	cmd.Flags().DurationVar(&f.reportInterval, "report-interval", 24*time.Hour, "longest time between failure-report uploads (sooner when the queue is half full)")
 	cmd.Flags().IntVar(&f.reportEvents, "report-queue-events", 2000, "failure events kept on the device until uploaded; when full the oldest are dropped and counted")
-	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce())
+	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce(), a.agentStatus(), a.agentApp(), a.agentUpdateCheck())
 	return cmd
 }
 
@@ -108,16 +114,9 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var roots *x509.CertPool
-	if f.caFile != "" {
-		pemData, err := os.ReadFile(f.caFile)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemData) {
-			return nil, nil, nil, fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
-		}
+	roots, err := readPool("--ca-file", f.caFile)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	r, err := f.openRoT()
 	if err != nil {
@@ -140,6 +139,23 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 		return nil, nil, nil, err
 	}
 	return ag, r, log, nil
+}
+
+// readPool reads a PEM bundle of CAs named by flag; an empty path is nil
+// (the system's pool).
+func readPool(flag, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s %s holds no PEM certificate", flag, path)
+	}
+	return pool, nil
 }
 
 func (a *app) agentAttestOnce() *cobra.Command {

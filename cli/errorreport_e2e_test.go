@@ -41,7 +41,7 @@ func TestErrorReportWalkthrough(t *testing.T) {
 	agentCtx, stopAgent := context.WithCancel(context.Background())
 	agentDone := make(chan error, 1)
 	go func() {
-		agentDone <- Run(agentCtx, append([]string{"agent", "--report-interval", "1s"}, agentFlags...), strings.NewReader(""), io.Discard, io.Discard)
+		agentDone <- Run(agentCtx, append([]string{"agent", "--report-interval", "1s", "--admin-socket", "", "--app-socket", ""}, agentFlags...), strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	var unclean []sphere.FailureReport
 	for deadline := time.Now().Add(30 * time.Second); len(unclean) == 0 && time.Now().Before(deadline); {

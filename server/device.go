@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -65,7 +64,7 @@ func (s *Server) authDevice(c *call) error {
 		return unauth("none was presented; attest first to get one")
 	}
 	leaf := c.r.TLS.PeerCertificates[0]
-	tenantID, deviceID, ok := parseDeviceURI(leaf)
+	tenantID, deviceID, ok := ca.ParseDeviceURI(leaf)
 	if !ok || leaf.Subject.CommonName != deviceID {
 		return unauth("it does not name a device")
 	}
@@ -96,22 +95,6 @@ func (s *Server) authDevice(c *call) error {
 	}
 	c.device = &d
 	return nil
-}
-
-// parseDeviceURI reads tenant and device from the certificate's URI SAN
-// (ca.DeviceURI).
-func parseDeviceURI(c *x509.Certificate) (tenantID, deviceID string, ok bool) {
-	for _, u := range c.URIs {
-		rest, found := strings.CutPrefix(u.String(), "urn:opensphere:tenant:")
-		if !found {
-			continue
-		}
-		t, d, found := strings.Cut(rest, ":device:")
-		if found && t != "" && sphere.ValidateDeviceID(d) == nil {
-			return t, d, true
-		}
-	}
-	return "", "", false
 }
 
 // trustCache keeps each tenant's CA pool for a short while, so that mutual
