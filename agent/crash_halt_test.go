@@ -69,8 +69,9 @@ func TestCrashingVersionHaltsRollout(t *testing.T) {
 		t.Fatalf("deployment is %s before any crash", d.State)
 	}
 
-	now := svc.clock.Now().UTC()
 	for _, d := range devs[:2] {
+		svc.clock.Advance(time.Minute) // past the service's spacing of crash checks
+		now := svc.clock.Now().UTC()
 		ev := sphere.FailureEvent{ID: report.NewEventID(), Class: "app", Category: sphere.FailureAppCrash, Description: "killed by SIGSEGV",
 			ComponentID: component, ImageID: v2.ID, Version: v2.Version, Signal: "SIGSEGV", Count: 5, FirstTime: now.Add(-time.Minute), LastTime: now}
 		if err := d.agent.Post(ctx, report.UploadPath, map[string]any{"events": []sphere.FailureEvent{ev}}, nil); err != nil {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
@@ -45,9 +46,11 @@ func (s *Server) uploadFailureReports(c *call, in *api.FailureUpload) (api.Failu
 		return api.FailureUploadResult{}, err
 	}
 	// New crashes may halt the group's rollout now rather than at the next
-	// hourly maintenance.
+	// hourly maintenance; at most once per crashCheckEvery and group on
+	// this replica, so that a fleet of crashing devices does not count
+	// the same crashes on every upload.
 	crashed := slices.ContainsFunc(in.Events, func(e sphere.FailureEvent) bool { return slices.Contains(sphere.CrashCategories, e.Category) })
-	if n > 0 && crashed && c.device.DeviceGroupID != "" {
+	if n > 0 && crashed && c.device.DeviceGroupID != "" && s.crashCheckDue(c.device.DeviceGroupID) {
 		if _, err := s.updates.CheckCrashes(c.ctx, c.device.TenantID, c.device.DeviceGroupID); err != nil {
 			s.log.ErrorContext(c.ctx, "checking the rollout's crash rate", "err", err, "device", c.device.ID)
 		}
@@ -113,4 +116,18 @@ func (s *Server) summarizeFailureReports(c *call, in *api.SummarizeFailureReport
 		out.Rows[i] = api.FailureSummaryRow{Key: key, Failures: r.Failures, Events: r.Events, Devices: r.Devices, FirstTime: r.FirstTime, LastTime: r.LastTime}
 	}
 	return out, nil
+}
+
+// crashCheckEvery spaces an upload's crash-rate checks of one group.
+const crashCheckEvery = 10 * time.Second
+
+// crashCheckDue reports whether an upload should check the group's crash
+// rate now, and if so notes that it does.
+func (s *Server) crashCheckDue(groupID string) bool {
+	now := s.now()
+	if last, ok := s.crashChecked.Load(groupID); ok && now.Sub(last.(time.Time)) < crashCheckEvery {
+		return false
+	}
+	s.crashChecked.Store(groupID, now)
+	return true
 }

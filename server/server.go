@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,9 @@ type Server struct {
 	reg          *prometheus.Registry
 	ready        atomic.Bool
 	stopIn       time.Duration
+	// crashChecked holds, by device group id, when an upload last checked
+	// the group's rollout crash rate (failure_routes.go).
+	crashChecked sync.Map
 }
 
 // New builds a Server and its route table.
