@@ -226,13 +226,17 @@ type Deployment struct {
 	// FailurePermille halts the rollout when failed devices per thousand
 	// of those that finished in the current wave exceed it, once at least
 	// MinSample devices finished.
-	FailurePermille int       `json:"failure_permille"`
-	MinSample       int       `json:"min_sample"`
-	CurrentWave     int       `json:"current_wave"` // index into Waves
-	WaveStartedAt   time.Time `json:"wave_started_at"`
-	CreatedBy       string    `json:"created_by"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
+	FailurePermille int `json:"failure_permille"`
+	MinSample       int `json:"min_sample"`
+	// CrashRatioPercent halts the rollout when devices on it crash more
+	// often than this percentage of the rate of the devices still on the
+	// previous deployment (200: twice as often); 0 turns it off.
+	CrashRatioPercent int       `json:"crash_ratio_percent"`
+	CurrentWave       int       `json:"current_wave"` // index into Waves
+	WaveStartedAt     time.Time `json:"wave_started_at"`
+	CreatedBy         string    `json:"created_by"`
+	CreatedAt         time.Time `json:"created_at"`
+	UpdatedAt         time.Time `json:"updated_at"`
 }
 
 // Per-device update states.

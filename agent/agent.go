@@ -34,6 +34,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/report"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/tlsutil"
 )
@@ -60,6 +61,9 @@ type Config struct {
 	Logger *slog.Logger
 	// HTTPTimeout bounds each call to the service; zero means 60 seconds.
 	HTTPTimeout time.Duration
+	// Reports is the failure-report queue (see reports.go); nil records
+	// no failures.
+	Reports *report.Queue
 }
 
 // Agent is the device runtime.
@@ -283,6 +287,7 @@ func (a *Agent) Attest(ctx context.Context) (attest.Result, error) {
 	a.lastMu.Unlock()
 	if res.Result != sphere.AttestHealthy {
 		a.log.Warn("attestation not healthy", "result", res.Result, "reason", res.Reason, "detail", res.Detail)
+		a.recordAttestation(res)
 		return res, &AttestError{Result: res}
 	}
 	if err := a.installCert(res); err != nil {

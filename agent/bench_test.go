@@ -30,17 +30,8 @@ import (
 //     does on one machine.
 func BenchmarkAttest(b *testing.B) {
 	svc := startService(b)
-	dir := b.TempDir()
-	r, err := rot.OpenSoft(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	d := svc.newDevice(b, r, dir)
-	svc.enroll(b, d, "Development")
-	if err := d.agent.Measure(); err != nil {
-		b.Fatal(err)
-	}
+	d := svc.softDevice(b, "Development")
+	r := d.rot
 	ctx := context.Background()
 
 	b.Run("http", func(b *testing.B) {

@@ -21,6 +21,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/bootloader"
@@ -658,6 +659,7 @@ func (u *Updater) fail(t *txn, reason string) error {
 func (u *Updater) finish(t *txn, outcome, reason string) {
 	if outcome != "installed" {
 		u.j.Failed[t.Target.ImageID] = t.DeploymentID
+		u.recordFailure(t, outcome, reason)
 	}
 	u.j.Txn = nil
 	delete(u.j.Offered, t.Target.ImageID)
@@ -665,6 +667,22 @@ func (u *Updater) finish(t *txn, outcome, reason string) {
 	if len(u.j.Failed) > 512 {
 		u.j.Failed = map[string]string{t.Target.ImageID: t.DeploymentID}
 	}
+}
+
+// recordFailure puts a failed install or a rollback in the failure-report
+// queue, on disk before the journal says the install is over (a power cut
+// between the two records it twice rather than never).
+func (u *Updater) recordFailure(t *txn, outcome, reason string) {
+	cat := sphere.FailureUpdateFailed
+	if outcome == "rolled_back" {
+		cat = sphere.FailureUpdateRolledBack
+	}
+	class := sphere.FailureClassOS
+	if t.Target.Kind == "app" {
+		class = sphere.FailureClassApp
+	}
+	u.a.RecordFailure(sphere.FailureEvent{Class: class, Category: cat, Description: reason,
+		ComponentID: t.Target.ComponentID, ImageID: t.Target.ImageID, Version: t.Target.Version})
 }
 
 // healthy is the common part of the health check after a switch: the

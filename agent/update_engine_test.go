@@ -24,6 +24,7 @@ import (
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/localapi"
 	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/report"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
 )
@@ -106,6 +107,27 @@ func TestUpdateEngineApps(t *testing.T) {
 	d := svc.newDevice(t, root.open(t, dir), dir)
 	svc.enroll(t, d, "Field Test")
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	queue, err := report.OpenQueue(report.QueueConfig{Dir: filepath.Join(dir, "failure-reports")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer queue.Close()
+	d.agent.cfg.Reports = queue
+	// failures lists the failure reports of one category waiting for upload.
+	failures := func(category string) []sphere.FailureEvent {
+		t.Helper()
+		b, err := queue.Pending(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []sphere.FailureEvent
+		for _, e := range b.Events {
+			if e.Category == category {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
 	sup := supervisor.New(supervisor.Config{Logger: log, BackoffMin: 50 * time.Millisecond})
 	defer sup.Close()
 	u, err := NewUpdater(d.agent, UpdateConfig{Apps: sup, HealthWindow: 400 * time.Millisecond})
@@ -182,6 +204,10 @@ func TestUpdateEngineApps(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "update", "apps", testApp, v3.ID)); !os.IsNotExist(err) {
 		t.Errorf("v3's slot is still there after the rollback: %v", err)
 	}
+	if rb := failures(sphere.FailureUpdateRolledBack); len(rb) != 1 || rb[0].ImageID != v3.ID || rb[0].Class != sphere.FailureClassApp ||
+		!strings.Contains(rb[0].Description, "exited with code 3") {
+		t.Errorf("failure reports of the rollback: %+v", rb)
+	}
 	// Not tried again for the same deployment.
 	if err := u.Check(ctx); err != nil {
 		t.Fatal(err)
@@ -216,6 +242,9 @@ func TestUpdateEngineApps(t *testing.T) {
 	}
 	if st := state(dep4); st.State != sphere.UpdateFailed || !strings.Contains(st.Reason, "security version 1 is below 2") {
 		t.Errorf("deployment 4 state %q (%q), want failed for the security version", st.State, st.Reason)
+	}
+	if f := failures(sphere.FailureUpdateFailed); len(f) != 1 || !strings.Contains(f[0].Description, "security version 1 is below 2") {
+		t.Errorf("failure reports of the refused rollback attack: %+v", f)
 	}
 
 	// An install interrupted before its switch (here v3, as if a restart

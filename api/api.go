@@ -278,6 +278,9 @@ type CreateDeployment struct {
 	DwellSeconds    int64    `json:"dwell_seconds,omitempty" doc:"time between waves, default 86400"`
 	FailurePermille int      `json:"failure_permille,omitempty" doc:"halt when failures per thousand finished devices exceed this; default 50"`
 	MinSample       int      `json:"min_sample,omitempty" doc:"finished devices needed before the failure ratio counts; default 5"`
+	// CrashRatioPercent halts the rollout when its devices crash more often
+	// than this percentage of the previous deployment's crash rate.
+	CrashRatioPercent int `json:"crash_ratio_percent,omitempty" doc:"halt when devices on the deployment crash more than this percentage of the previous deployment's rate (200: twice as often); default 200, negative turns it off"`
 }
 
 // ListDeployments lists deployments.

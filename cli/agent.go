@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/opensphere/sphere/agent"
+	"github.com/opensphere/sphere/report"
 	"github.com/opensphere/sphere/rot"
 )
 
@@ -25,6 +27,12 @@ type agentFlags struct {
 	boardFile                                    string
 	noSandbox                                    bool
 	update                                       updateFlags
+	// reports keeps failure reports in --state-dir/failure-reports (the
+	// running agent only: two processes must not share the queue).
+	reports        bool
+	reportInterval time.Duration
+	reportEvents   int
+	queue          *report.Queue // opened by agentSetup when reports is set
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -83,6 +91,15 @@ package (TUF, the tenant's signature, the security version), switches for a
 trial, checks health (apps up for --health-window, a healthy attestation of the
 new measurements), then commits or rolls back by itself (docs/updates.md).
 
+Apps run in compartments the kernel enforces (docs/sandbox.md): their own uid,
+no_new_privs, Landlock, seccomp, namespaces, nftables egress rules and a storage
+quota; "sphere agent status" shows which protections this kernel gives.
+
+It records failures (app exits, crashes and restart loops, update failures and
+rollbacks, refused attestations, its own panics, unclean shutdowns) in a bounded
+queue in --state-dir/failure-reports that survives power cuts, and uploads it at
+least every --report-interval over mutual TLS (see "sphere error-report").
+
 Before it can attest, the device must be registered (see "sphere agent identity")
 and claimed into a tenant and a device group, and the tenant must allow what the
 device measures (see "sphere agent measurements").`,
@@ -94,11 +111,22 @@ device measures (see "sphere agent measurements").`,
 				return err
 			}
 			defer r.Close()
-			return runAgent(cmd.Context(), ag, r, log, &f)
+			defer f.queue.Close()
+			defer ag.RecordPanic()
+			rep, err := ag.StartReports(cmd.Context(), agent.ReportOptions{Interval: f.reportInterval})
+			if err != nil {
+				return err
+			}
+			err = runAgent(cmd.Context(), ag, r, log, &f)
+			rep.Stop()
+			return err
 		},
 	}
 	f.register(cmd, true)
 	f.registerUpdate(cmd)
+	f.reports = true
+	cmd.Flags().DurationVar(&f.reportInterval, "report-interval", 24*time.Hour, "longest time between failure-report uploads (sooner when the queue is half full)")
+	cmd.Flags().IntVar(&f.reportEvents, "report-queue-events", 2000, "failure events kept on the device until uploaded; when full the oldest are dropped and counted")
 	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce(), a.agentStatus(), a.agentApp(), a.agentUpdateCheck())
 	return cmd
 }
@@ -123,7 +151,15 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	if r.Kind() == rot.KindSoft {
 		log.Warn("the root of trust is SOFTWARE: keys are files that anyone with access can copy; for development and simulation only")
 	}
-	ag, err := agent.New(agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log})
+	cfg := agent.Config{Server: f.server, StateDir: f.stateDir, RoT: r, ServerRoots: roots, Logger: log}
+	if f.reports {
+		if f.queue, err = report.OpenQueue(report.QueueConfig{Dir: filepath.Join(f.stateDir, "failure-reports"), MaxEvents: f.reportEvents, Logger: log}); err != nil {
+			r.Close()
+			return nil, nil, nil, err
+		}
+		cfg.Reports = f.queue
+	}
+	ag, err := agent.New(cfg)
 	if err != nil {
 		r.Close()
 		return nil, nil, nil, err

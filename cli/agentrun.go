@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/agent"
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/localapi"
@@ -96,7 +97,8 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 	if err != nil {
 		return err
 	}
-	supCfg := supervisor.Config{Logger: log.With("part", "supervisor")}
+	supCfg := supervisor.Config{Logger: log.With("part", "supervisor"),
+		OnEvent: func(e supervisor.Event) { ag.RecordFailure(appFailure(e)) }}
 	if comps != nil {
 		supCfg.Launcher = comps
 	}
@@ -229,4 +231,21 @@ func agentStatus(ag *agent.Agent, r rot.RootOfTrust, f *agentFlags) localapi.Sta
 	last := ag.LastResult()
 	st.LastAttestation, st.LastAttestationReason = string(last.Result), string(last.Reason)
 	return st
+}
+
+// appFailure turns an app's exit, crash or restart loop into a failure
+// report.
+func appFailure(e supervisor.Event) sphere.FailureEvent {
+	ev := sphere.FailureEvent{Class: sphere.FailureClassApp, Description: e.Description, ComponentID: e.App.ComponentID,
+		ImageID: e.App.ImageID, Version: e.App.Version, FirstTime: e.Time, LastTime: e.Time}
+	switch e.Kind {
+	case supervisor.EventCrash:
+		ev.Category, ev.Signal = sphere.FailureAppCrash, e.Signal
+	case supervisor.EventRestartLoop:
+		ev.Category = sphere.FailureAppRestartLoop
+	default:
+		code := e.ExitCode
+		ev.Category, ev.ExitCode = sphere.FailureAppExit, &code
+	}
+	return ev
 }

@@ -275,6 +275,7 @@ func (a *app) deploymentCreate() *cobra.Command {
 	var dwell time.Duration
 	var threshold float64
 	var minSample int
+	var crashRatio float64
 	cmd := &cobra.Command{
 		Use:     "create",
 		Short:   "Deploy images to a device group (needs Contributor)",
@@ -282,7 +283,10 @@ func (a *app) deploymentCreate() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			in := api.CreateDeployment{ImageIDs: images, DwellSeconds: int64(dwell / time.Second), MinSample: minSample,
-				FailurePermille: int(threshold * 10)}
+				FailurePermille: int(threshold * 10), CrashRatioPercent: int(crashRatio * 100)}
+			if crashRatio == 0 {
+				in.CrashRatioPercent = -1 // off
+			}
 			if cmd.Flags().Changed("waves") {
 				for _, w := range strings.Split(waves, ",") {
 					n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(w, "%")))
@@ -315,7 +319,8 @@ func (a *app) deploymentCreate() *cobra.Command {
 	fl.StringVar(&waves, "waves", "1,10,50,100", "cumulative percentages of the group per wave")
 	fl.DurationVar(&dwell, "dwell", 24*time.Hour, "time between waves")
 	fl.Float64Var(&threshold, "failure-threshold", 5, "halt when more than this percentage of the devices that finished failed or rolled back")
-	fl.IntVar(&minSample, "min-sample", 5, "finished devices needed before the failure ratio counts")
+	fl.IntVar(&minSample, "min-sample", 5, "finished devices needed before the failure ratio counts, and updated devices before the crash rate counts")
+	fl.Float64Var(&crashRatio, "crash-ratio", 2, "halt when devices on the deployment crash more than this many times as often as devices on the previous one (failure reports of app crashes, exits and restart loops); 0 turns it off")
 	requireFlags(cmd, "device-group", "image")
 	return cmd
 }
@@ -329,6 +334,7 @@ func (a *app) showDeployment(st api.DeploymentState) error {
 	fields := [][2]string{{"Deployment ID", d.ID}, {"Device group ID", d.DeviceGroupID}, {"Images", strings.Join(d.ImageIDs, ", ")},
 		{"State", d.State}, {"Wave", wave}, {"Waves", fmt.Sprint(d.Waves)}, {"Dwell", (time.Duration(d.DwellSeconds) * time.Second).String()},
 		{"Halts above", fmt.Sprintf("%.1f %% failed of at least %d finished", float64(d.FailurePermille)/10, d.MinSample)},
+		{"Halts on crashes", crashHalt(d.CrashRatioPercent)},
 		{"Created", ts(d.CreatedAt) + " by " + d.CreatedBy}}
 	if d.StateReason != "" {
 		fields = append(fields, [2]string{"Why", d.StateReason})
@@ -686,4 +692,12 @@ func (a *app) platformKeyRevoke() *cobra.Command {
 	cmd.Flags().StringVar(&id, "key", "", "signing key id, from sphere os-release signing-key list")
 	requireFlags(cmd, "key")
 	return cmd
+}
+
+// crashHalt describes a deployment's crash-rate halt.
+func crashHalt(percent int) string {
+	if percent <= 0 {
+		return "off"
+	}
+	return fmt.Sprintf("above %.2gx the previous deployment's crash rate", float64(percent)/100)
 }

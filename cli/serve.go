@@ -35,6 +35,7 @@ type serveFlags struct {
 	logLevel, logFormat    string
 	adminUser, firstTenant string
 	shutdownTimeout        time.Duration
+	failureRetention       time.Duration
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -73,6 +74,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.StringVar(&f.firstTenant, "bootstrap-tenant", "Default", "name of the tenant created on first start")
 	fl.DurationVar(&f.retailEvalLead, "retail-eval-lead", 14*24*time.Hour, "how much earlier RetailEval device groups get an OS release than Retail groups")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain requests in flight on SIGINT/SIGTERM")
+	fl.DurationVar(&f.failureRetention, "failure-report-retention", 90*24*time.Hour, "how long failure reports are kept after they arrive (checked hourly)")
 	return cmd
 }
 
@@ -187,7 +189,10 @@ Log in with:
 	// API verifies it per request against the tenant's CAs.
 	tc.ClientAuth = tls.RequestClientCert
 	log.Info("serving", "addr", ln.Addr().String(), "db", st.Dialect(), "version", Version)
-	go maintain(ctx, st, authority, upd, log)
+	if f.failureRetention < time.Hour {
+		return fmt.Errorf("--failure-report-retention must be at least 1h, got %s", f.failureRetention)
+	}
+	go maintain(ctx, st, authority, upd, f.failureRetention, log)
 	err = srv.Serve(ctx, ln, tc)
 	log.Info("stopped")
 	return err
@@ -235,8 +240,9 @@ func openAuthority(ctx context.Context, st *store.Store, dataDir, kekFile string
 }
 
 // maintain rotates tenant CAs, forgets expired challenges, moves rollouts
-// on and keeps TUF metadata fresh, hourly.
-func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, upd *updates.Service, log *slog.Logger) {
+// on, keeps TUF metadata fresh and deletes failure reports older than
+// retention, hourly.
+func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, upd *updates.Service, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -248,6 +254,11 @@ func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, upd
 		}
 		if err := upd.Maintain(ctx); err != nil && ctx.Err() == nil {
 			log.Error("update maintenance (rollouts, OS feeds, TUF timestamps)", "err", err)
+		}
+		if n, err := st.PurgeFailureReports(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Error("failure-report retention", "err", err)
+		} else if n > 0 {
+			log.Info("deleted failure reports past retention", "reports", n, "retention", retention)
 		}
 		select {
 		case <-ctx.Done():

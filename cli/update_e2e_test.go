@@ -28,19 +28,7 @@ func TestUpdateWalkthrough(t *testing.T) {
 	admin.run("product", "create", "--name", "Oven")
 
 	// A device, enrolled and attested, in Field Test.
-	stateDir := filepath.Join(dir, "device")
-	record := filepath.Join(dir, "record.json")
-	os.WriteFile(record, []byte(admin.run("agent", "identity", "--rot", "soft", "--state-dir", stateDir)), 0o644)
-	var d sphere.Device
-	admin.runJSON(&d, "device", "register", "--file", record)
-	admin.run("device", "claim", "--device", d.ID, "--device-group", "Oven/Field Test")
-	agentFlags := []string{"--server", svc.url, "--ca-file", svc.caFile, "--rot", "soft", "--state-dir", stateDir, "--log-level", "error"}
-	var events []rot.Event
-	admin.runJSON(&events, append([]string{"agent", "measurements"}, agentFlags...)...)
-	for _, e := range events {
-		admin.run("measurement", "allow", "--type", e.Type, "--digest", e.Digest)
-	}
-	admin.run(append([]string{"agent", "attest"}, agentFlags...)...)
+	d, stateDir, _ := admin.enrollDevice(svc, dir, "Oven/Field Test")
 	mustContain(t, "device show before any deployment", admin.run("device", "show", d.ID),
 		"Last update check:", "never", `device group "Field Test" has no deployment`)
 

@@ -960,6 +960,12 @@ func routeCases() map[string]routeCase {
 		}
 		cases[key] = c
 	}
+	for key, c := range failureRouteCases() {
+		if _, dup := cases[key]; dup {
+			panic("routeCases: two rows for " + key)
+		}
+		cases[key] = c
+	}
 	return cases
 }
 

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,9 @@ type Server struct {
 	reg          *prometheus.Registry
 	ready        atomic.Bool
 	stopIn       time.Duration
+	// crashChecked holds, by device group id, when an upload last checked
+	// the group's rollout crash rate (failure_routes.go).
+	crashChecked sync.Map
 }
 
 // New builds a Server and its route table.
@@ -102,8 +106,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.trust = newTrustCache(s.ca, s.now)
 	mux := http.NewServeMux()
-	s.routes = append(append(s.routeTable(), s.attestAdminRoutes()...), s.updateAdminRoutes()...)
-	s.deviceRoutes = append(s.deviceRouteTable(), s.updateDeviceRoutes()...)
+	s.routes = append(append(append(s.routeTable(), s.attestAdminRoutes()...), s.updateAdminRoutes()...), s.failureAdminRoutes()...)
+	s.deviceRoutes = append(append(s.deviceRouteTable(), s.updateDeviceRoutes()...), s.failureDeviceRoutes()...)
 	for _, rt := range append(s.routes, s.deviceRoutes...) {
 		mux.Handle(rt.Method+" "+rt.Path, s.serveRoute(rt))
 	}

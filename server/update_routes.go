@@ -134,6 +134,7 @@ func (s *Server) blobContent(c *call, sha, name string) (*rawContent, error) {
 func (s *Server) createDeployment(c *call, in *api.CreateDeployment) (sphere.Deployment, error) {
 	d, err := s.updates.CreateDeployment(c.ctx, c.tenant.ID(), in.DeviceGroup, in.ImageIDs, updates.RolloutOptions{
 		Waves: in.Waves, Dwell: time.Duration(in.DwellSeconds) * time.Second, FailurePermille: in.FailurePermille, MinSample: in.MinSample,
+		CrashRatioPercent: in.CrashRatioPercent,
 	}, c.user.Name)
 	setTarget(c, d.ID, err)
 	return d, err

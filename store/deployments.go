@@ -11,14 +11,14 @@ import (
 	"github.com/opensphere/sphere"
 )
 
-const deploymentColumns = "id, tenant_id, device_group_id, state, state_reason, waves, dwell_seconds, failure_permille, min_sample, current_wave, wave_started_at, created_by, created_at, updated_at"
+const deploymentColumns = "id, tenant_id, device_group_id, state, state_reason, waves, dwell_seconds, failure_permille, min_sample, crash_ratio_percent, current_wave, wave_started_at, created_by, created_at, updated_at"
 
 func scanDeployment(row interface{ Scan(...any) error }) (sphere.Deployment, error) {
 	var d sphere.Deployment
 	var waves string
 	var ws, c, u int64
 	err := row.Scan(&d.ID, &d.TenantID, &d.DeviceGroupID, &d.State, &d.StateReason, &waves, &d.DwellSeconds, &d.FailurePermille,
-		&d.MinSample, &d.CurrentWave, &ws, &d.CreatedBy, &c, &u)
+		&d.MinSample, &d.CrashRatioPercent, &d.CurrentWave, &ws, &d.CreatedBy, &c, &u)
 	if err != nil {
 		return d, err
 	}
@@ -42,9 +42,9 @@ func (t *TenantStore) CreateDeployment(ctx context.Context, d sphere.Deployment)
 			sphere.DeploymentSuperseded, "replaced by deployment "+d.ID, now, t.id, d.DeviceGroupID, sphere.DeploymentSuperseded); err != nil {
 			return err
 		}
-		if _, err := q.exec(ctx, "INSERT INTO deployments ("+deploymentColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		if _, err := q.exec(ctx, "INSERT INTO deployments ("+deploymentColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			d.ID, t.id, d.DeviceGroupID, sphere.DeploymentActive, "", string(waves), d.DwellSeconds, d.FailurePermille, d.MinSample,
-			0, now, d.CreatedBy, now, now); err != nil {
+			d.CrashRatioPercent, 0, now, d.CreatedBy, now, now); err != nil {
 			if isForeignKeyViolation(err) {
 				return sphere.Errorf(sphere.ENotFound, "device group %q not found in this tenant", d.DeviceGroupID)
 			}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +45,9 @@ type Store struct {
 	d   dialect
 	now func() time.Time
 	log *slog.Logger
+	// stmts holds statements prepared once and reused (failure-report
+	// inserts by row count; see failures.go).
+	stmts sync.Map
 }
 
 // Open connects to the database and applies any pending migrations.
@@ -100,7 +104,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	return s.db.Close()
+}
 
 // Ping checks that the database answers; /readyz uses it.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }

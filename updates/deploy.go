@@ -18,6 +18,9 @@ type RolloutOptions struct {
 	Dwell           time.Duration
 	FailurePermille int
 	MinSample       int
+	// CrashRatioPercent: see sphere.Deployment; negative turns the crash
+	// comparison off.
+	CrashRatioPercent int
 }
 
 // CreateDeployment deploys images of the tenant to a device group, rolled
@@ -38,6 +41,14 @@ func (s *Service) CreateDeployment(ctx context.Context, tenantID, groupID string
 	if err := ValidateRollout(o.Waves, o.Dwell, o.FailurePermille, o.MinSample); err != nil {
 		return sphere.Deployment{}, err
 	}
+	switch {
+	case o.CrashRatioPercent == 0:
+		o.CrashRatioPercent = DefaultCrashRatioPercent
+	case o.CrashRatioPercent < 0:
+		o.CrashRatioPercent = 0
+	case o.CrashRatioPercent < 100 || o.CrashRatioPercent > 100000:
+		return sphere.Deployment{}, sphere.Errorf(sphere.EInvalid, "the crash ratio must be between 100 and 100000 percent of the previous deployment's crash rate (200: twice as often), or negative to turn it off")
+	}
 	ts := s.st.Tenant(tenantID)
 	seen := map[string]string{}
 	for _, id := range imageIDs {
@@ -51,7 +62,7 @@ func (s *Service) CreateDeployment(ctx context.Context, tenantID, groupID string
 		seen[im.ComponentID] = id
 	}
 	d, err := ts.CreateDeployment(ctx, sphere.Deployment{DeviceGroupID: groupID, ImageIDs: imageIDs, Waves: o.Waves,
-		DwellSeconds: int64(o.Dwell / time.Second), FailurePermille: o.FailurePermille, MinSample: o.MinSample, CreatedBy: actor})
+		DwellSeconds: int64(o.Dwell / time.Second), FailurePermille: o.FailurePermille, MinSample: o.MinSample, CrashRatioPercent: o.CrashRatioPercent, CreatedBy: actor})
 	if err != nil {
 		return d, err
 	}
@@ -344,7 +355,8 @@ func (s *Service) Explain(ctx context.Context, dev sphere.Device) (Explanation, 
 	return ex, nil
 }
 
-// Maintain runs the periodic work of every tenant: rollouts move on, OS
+// Maintain runs the periodic work of every tenant: rollouts move on (or
+// halt when their devices crash more than before), OS
 // releases reach the Retail feed, and TUF timestamps stay fresh.
 func (s *Service) Maintain(ctx context.Context) error {
 	return s.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error {
@@ -353,7 +365,11 @@ func (s *Service) Maintain(ctx context.Context) error {
 			return ts.ListDeployments(ctx, "", p)
 		},
 			func(d sphere.Deployment) error {
-				_, err := s.Advance(ctx, t.ID, d)
+				d, err := s.Advance(ctx, t.ID, d)
+				if err != nil || d.State != sphere.DeploymentActive {
+					return err
+				}
+				_, err = s.CheckCrashes(ctx, t.ID, d.DeviceGroupID)
 				return err
 			})
 		if err != nil {

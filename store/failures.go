@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opensphere/sphere"
+)
+
+const failureColumns = "tenant_id, product_id, device_group_id, device_id, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time, received_at"
+
+// failureChunks are the row counts of the INSERTs a batch is split into:
+// the largest first, then powers of two, so that a few statements, each
+// prepared once per connection (see Store.failureInsert), fit any batch.
+// 512 rows of 17 parameters stay under SQLite's and PostgreSQL's limits.
+var failureChunks = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+// failureInsert returns the prepared INSERT of n rows.
+func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(n); ok {
+		return st.(*sql.Stmt), nil
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO failure_reports (" + failureColumns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" ON CONFLICT (device_id, event_id) DO NOTHING")
+	st, err := s.db.PrepareContext(ctx, s.d.rebind(b.String()))
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(n, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// AddFailureReports stores a device's failure events, in one transaction
+// with multi-row inserts. An event the device sent before (same device and
+// event id) is not stored again; it returns how many events were new. The
+// device's tenant, product and group are recorded as they are now. The
+// caller has validated the events.
+func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events []sphere.FailureEvent) (int, error) {
+	if dev.TenantID == "" {
+		return 0, sphere.Errorf(sphere.EPrecondition, "device %s is not claimed by a tenant", dev.ID)
+	}
+	now := s.nowMicro()
+	accepted := 0
+	err := s.tx(ctx, func(q *querier) error {
+		accepted = 0
+		args := make([]any, 0, min(len(events), failureChunks[0])*17)
+		for rest := events; len(rest) > 0; {
+			n := failureChunks[0]
+			for _, c := range failureChunks {
+				if n = c; c <= len(rest) {
+					break
+				}
+			}
+			chunk := rest[:n]
+			rest = rest[n:]
+			args = args[:0]
+			for _, e := range chunk {
+				var code sql.NullInt64
+				if e.ExitCode != nil {
+					code = sql.NullInt64{Int64: int64(*e.ExitCode), Valid: true}
+				}
+				args = append(args, dev.TenantID, dev.ProductID, dev.DeviceGroupID, dev.ID, e.ID, e.Class, e.Category, e.Description,
+					e.ComponentID, e.ImageID, e.Version, code, e.Signal, e.Count, e.FirstTime.UnixMicro(), e.LastTime.UnixMicro(), now)
+			}
+			st, err := s.failureInsert(ctx, n)
+			if err != nil {
+				return err
+			}
+			res, err := q.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+			if err != nil {
+				return err
+			}
+			added, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			accepted += int(added)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store.AddFailureReports: %w", err)
+	}
+	return accepted, nil
+}
+
+// FailureFilter narrows the failure-report lists and summaries. Since and
+// Until bound the time of an event's last occurrence; zero means open.
+type FailureFilter struct {
+	Since, Until  time.Time
+	DeviceGroupID string
+	DeviceID      string
+	Category      string
+	Class         string
+}
+
+func (f FailureFilter) where(tenantID string) (string, []any) {
+	q := " WHERE tenant_id = ?"
+	args := []any{tenantID}
+	add := func(cond string, v any) {
+		q += " AND " + cond
+		args = append(args, v)
+	}
+	if !f.Since.IsZero() {
+		add("last_time >= ?", f.Since.UnixMicro())
+	}
+	if !f.Until.IsZero() {
+		add("last_time < ?", f.Until.UnixMicro())
+	}
+	for _, c := range []struct{ col, v string }{{"device_group_id", f.DeviceGroupID}, {"device_id", f.DeviceID}, {"category", f.Category}, {"class", f.Class}} {
+		if c.v != "" {
+			add(c.col+" = ?", c.v)
+		}
+	}
+	return q, args
+}
+
+func scanFailure(row interface{ Scan(...any) error }) (sphere.FailureReport, error) {
+	var r sphere.FailureReport
+	var code sql.NullInt64
+	var first, last, recv int64
+	err := row.Scan(&r.Seq, &r.TenantID, &r.ProductID, &r.DeviceGroupID, &r.DeviceID, &r.ID, &r.Class, &r.Category, &r.Description,
+		&r.ComponentID, &r.ImageID, &r.Version, &code, &r.Signal, &r.Count, &first, &last, &recv)
+	if code.Valid {
+		c := int(code.Int64)
+		r.ExitCode = &c
+	}
+	r.FirstTime, r.LastTime, r.ReceivedAt = fromMicro(first), fromMicro(last), fromMicro(recv)
+	return r, err
+}
+
+// ListFailureReports lists the tenant's failure reports in arrival order,
+// a page at a time; any number of them can be read by following the
+// cursor.
+func (t *TenantStore) ListFailureReports(ctx context.Context, f FailureFilter, p PageRequest) (sphere.Page[sphere.FailureReport], error) {
+	size, after, err := p.cursor("failure-reports")
+	if err != nil {
+		return sphere.Page[sphere.FailureReport]{}, err
+	}
+	var afterSeq int64
+	if after != "" {
+		if afterSeq, err = strconv.ParseInt(after, 10, 64); err != nil {
+			return sphere.Page[sphere.FailureReport]{}, sphere.Errorf(sphere.EInvalid, "page_token is not valid for this list; pass back the next_page_token of the previous page unchanged")
+		}
+	}
+	where, args := f.where(t.id)
+	q := "SELECT seq, " + failureColumns + " FROM failure_reports" + where + " AND seq > ? ORDER BY seq LIMIT ?"
+	items, err := collect(ctx, t.s, q, append(args, afterSeq, size+1), scanFailure)
+	if err != nil {
+		return sphere.Page[sphere.FailureReport]{}, fmt.Errorf("store.ListFailureReports: %w", err)
+	}
+	return finishPage(items, size, "failure-reports", func(r sphere.FailureReport) string { return strconv.FormatInt(r.Seq, 10) }), nil
+}
+
+// FailureDimensions are the dimensions a summary can group by, with their
+// columns.
+var FailureDimensions = map[string]string{
+	"product": "product_id", "device_group": "device_group_id", "device": "device_id", "component": "component_id",
+	"image": "image_id", "version": "version", "class": "class", "category": "category", "description": "description",
+}
+
+// FailureSummaryRow is one group of a summary: its values of the chosen
+// dimensions, the sum of the events' counts, the number of events and of
+// devices, and the first and last occurrence.
+type FailureSummaryRow struct {
+	Key                       []string
+	Failures, Events, Devices int64
+	FirstTime, LastTime       time.Time
+}
+
+// SummarizeFailureReports aggregates the tenant's failure reports by the
+// dimensions in by (names of FailureDimensions), the most frequent first,
+// at most limit rows; more says that rows were left out.
+func (t *TenantStore) SummarizeFailureReports(ctx context.Context, f FailureFilter, by []string, limit int) (rows []FailureSummaryRow, more bool, err error) {
+	if len(by) == 0 {
+		return nil, false, sphere.Errorf(sphere.EInvalid, "name at least one dimension to summarize by")
+	}
+	cols := make([]string, len(by))
+	for i, d := range by {
+		c, ok := FailureDimensions[d]
+		if !ok {
+			return nil, false, sphere.Errorf(sphere.EInvalid, "%q is not a dimension; use product, device_group, device, component, image, version, class, category or description", d)
+		}
+		cols[i] = c
+	}
+	group := strings.Join(cols, ", ")
+	where, args := f.where(t.id)
+	q := "SELECT " + group + ", SUM(count), COUNT(*), COUNT(DISTINCT device_id), MIN(first_time), MAX(last_time) FROM failure_reports" + where +
+		" GROUP BY " + group + " ORDER BY SUM(count) DESC, " + group + " LIMIT ?"
+	rs, err := t.s.query(ctx, q, append(args, limit+1)...)
+	if err != nil {
+		return nil, false, fmt.Errorf("store.SummarizeFailureReports: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		r := FailureSummaryRow{Key: make([]string, len(cols))}
+		var first, last int64
+		dst := make([]any, 0, len(cols)+5)
+		for i := range r.Key {
+			dst = append(dst, &r.Key[i])
+		}
+		if err := rs.Scan(append(dst, &r.Failures, &r.Events, &r.Devices, &first, &last)...); err != nil {
+			return nil, false, fmt.Errorf("store.SummarizeFailureReports: %w", err)
+		}
+		r.FirstTime, r.LastTime = fromMicro(first), fromMicro(last)
+		rows = append(rows, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, false, fmt.Errorf("store.SummarizeFailureReports: %w", err)
+	}
+	if len(rows) > limit {
+		return rows[:limit], true, nil
+	}
+	return rows, false, nil
+}
+
+// CrashingDevices counts the devices of a group that reported a crash
+// (sphere.CrashCategories) on one of the images since a time.
+func (t *TenantStore) CrashingDevices(ctx context.Context, groupID string, imageIDs []string, since time.Time) (int, error) {
+	if len(imageIDs) == 0 {
+		return 0, nil
+	}
+	q := "SELECT COUNT(DISTINCT device_id) FROM failure_reports WHERE tenant_id = ? AND device_group_id = ? AND last_time >= ?" +
+		" AND image_id IN (?" + strings.Repeat(", ?", len(imageIDs)-1) + ")" +
+		" AND category IN (?" + strings.Repeat(", ?", len(sphere.CrashCategories)-1) + ")"
+	args := []any{t.id, groupID, since.UnixMicro()}
+	for _, id := range imageIDs {
+		args = append(args, id)
+	}
+	for _, c := range sphere.CrashCategories {
+		args = append(args, c)
+	}
+	var n int
+	if err := t.s.queryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store.CrashingDevices: %w", err)
+	}
+	return n, nil
+}
+
+// Retention deletes in batches of this many rows, and at most
+// purgeMaxBatches of them per call, so that neither a transaction nor a
+// call grows without bound; the next maintenance run goes on.
+const (
+	purgeBatch      = 5000
+	purgeMaxBatches = 200
+)
+
+// PurgeFailureReports deletes failure reports received before a time and
+// returns how many it deleted.
+func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for range purgeMaxBatches {
+		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq IN (SELECT seq FROM failure_reports WHERE received_at < ? ORDER BY seq LIMIT ?)",
+			before.UnixMicro(), purgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < purgeBatch {
+			break
+		}
+	}
+	return total, nil
+}
