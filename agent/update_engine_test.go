@@ -23,8 +23,8 @@ import (
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/localapi"
-	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/report"
+	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/updates"
 )
