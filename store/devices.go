@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/opensphere/sphere"
 )
@@ -322,7 +323,33 @@ func (t *TenantStore) UnrevokeDevice(ctx context.Context, id string) (sphere.Dev
 // RecordAttestation stores the outcome of a device's attestation and, when
 // it was healthy, the certificate issued, in one transaction.
 func (s *Store) RecordAttestation(ctx context.Context, deviceID string, a sphere.Attestation, cert *IssuedCert) error {
-	err := s.tx(ctx, func(q *querier) error {
+	_, err := s.RecordAnswer(ctx, nil, deviceID, a, cert)
+	return err
+}
+
+// Nonce is a used attestation challenge: its hash, kept until it expires.
+type Nonce struct {
+	Hash    string
+	Expires time.Time
+}
+
+// RecordAnswer is RecordAttestation for the answer to a challenge: in the
+// same transaction (one commit) it marks the challenge n used. If n was
+// already used it writes nothing and reports false; the caller then refuses
+// the answer as a replay. A nil n records like RecordAttestation.
+func (s *Store) RecordAnswer(ctx context.Context, n *Nonce, deviceID string, a sphere.Attestation, cert *IssuedCert) (fresh bool, err error) {
+	err = s.tx(ctx, func(q *querier) error {
+		fresh = true
+		if n != nil {
+			res, err := q.exec(ctx, "INSERT INTO used_nonces (nonce_hash, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING", n.Hash, n.Expires.UTC().UnixMicro())
+			if err != nil {
+				return err
+			}
+			if k, err := res.RowsAffected(); err != nil || k == 0 {
+				fresh = false
+				return err
+			}
+		}
 		if _, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ? WHERE id = ?",
 			a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), deviceID); err != nil {
 			return err
@@ -338,9 +365,9 @@ func (s *Store) RecordAttestation(ctx context.Context, deviceID string, a sphere
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store.RecordAttestation: %w", err)
+		return false, fmt.Errorf("store.RecordAnswer: %w", err)
 	}
-	return nil
+	return fresh, nil
 }
 
 func truncate(s string, n int) string {
