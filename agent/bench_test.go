@@ -33,10 +33,8 @@ import (
 //     does on one machine;
 //   - BenchmarkAttest/tls-handshake: both sides of one new TLS 1.3
 //     connection as the service and a device make it (P-256 server key,
-//     device certificate from a P-384 CA, verified by the service as the
+//     device certificate from the tenant CA, verified by the service as the
 //     device routes do), over an in-memory pipe.
-//
-// The tenant CAs are P-384, so crypto-service signs with a P-384 key.
 func BenchmarkAttest(b *testing.B) {
 	svc := startService(b)
 	dir := b.TempDir()
@@ -66,7 +64,7 @@ func BenchmarkAttest(b *testing.B) {
 	raw, _ := attest.DecodeNonce(ch)
 	ev := evidence(b, r, d.agent.DeviceID(), ch)
 	pcr, _ := rot.ReplayEventLog(ev.EventLog)
-	caKey, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // tenant CAs are P-256
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"}, IsCA: true,
 		BasicConstraintsValid: true, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
 	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
@@ -112,7 +110,8 @@ func BenchmarkAttest(b *testing.B) {
 }
 
 // benchHandshake runs both sides of new mutual-TLS connections over a pipe
-// and the service's check of the device certificate against its CA.
+// and the service's check of the device certificate against its CA
+// (presented with the CA, as devices do; the service's root is P-384).
 func benchHandshake(b *testing.B, caCert *x509.Certificate, caKey *ecdsa.PrivateKey, r rot.RootOfTrust) {
 	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "127.0.0.1"}, DNSNames: []string{"localhost"},

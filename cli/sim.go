@@ -95,6 +95,7 @@ it is a load generator.`,
 	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys (default: a temporary directory)")
 	fl.StringVar(&sourceAddrs, "source-addrs", "", "loopback source addresses for the sockets, 127.0.0.1-127.0.0.20 or a comma list (default: one per 20,000 devices)")
 	fl.IntVar(&cfg.ServerPID, "server-pid", 0, "process id of the service when it runs on this host: its RSS and CPU are read from /proc")
+	fl.IntVar(&cfg.Population, "population", 0, "register and claim this many more devices (keys only) first, for a large fleet's database")
 	fl.IntVar(&cfg.DeltaMiB, "delta-mib", 64, "image size of the delta scenario, MiB")
 	fl.IntVar(&cfg.DeltaPlaces, "delta-places", 16, "places the delta scenario changes (5 % of the image in all)")
 	return cmd

@@ -13,10 +13,7 @@ import (
 // devices and checks correctness only: every device enrolled and
 // certified, zero errors. No test asserts a speed.
 func TestSimSmall(t *testing.T) {
-	dir := t.TempDir()
-	svc := startService(t, filepath.Join(dir, "sphere-data"))
-	admin := cli{t: t, config: filepath.Join(dir, "admin.json")}
-	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
+	admin := loggedIn(t, t.TempDir())
 	for _, sc := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck, sim.ScenarioIdle} {
 		t.Run(sc, func(t *testing.T) {
 			var rep sim.Report
@@ -63,4 +60,13 @@ func TestParseSourceAddrs(t *testing.T) {
 			t.Errorf("ParseSourceAddrs(%q) accepted it", in)
 		}
 	}
+}
+
+// loggedIn starts `sphere serve` with its data in dir and returns the CLI
+// logged in as its first operator.
+func loggedIn(t *testing.T, dir string) cli {
+	svc := startService(t, filepath.Join(dir, "sphere-data"))
+	admin := cli{t: t, config: filepath.Join(dir, "admin.json")}
+	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
+	return admin
 }

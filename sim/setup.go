@@ -3,13 +3,18 @@ package sim
 import (
 	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +115,9 @@ func setup(ctx context.Context, cfg Config, c *client.Client, roots *x509.CertPo
 		}
 		cfg.Progress("registered and claimed %d devices", hi)
 	}
+	if err := populate(ctx, cfg, c, fl); err != nil {
+		return fleet{}, err
+	}
 	// Every device runs the same agent with the same settings.
 	for _, e := range fl.devs[0].rot.EventLog() {
 		if err := c.Do(ctx, "POST", tp+"/measurements", nil, api.AllowMeasurement{Type: e.Type, Digest: e.Digest, Name: "sim " + e.Name}, nil); err != nil {
@@ -117,4 +125,40 @@ func setup(ctx context.Context, cfg Config, c *client.Client, roots *x509.CertPo
 		}
 	}
 	return fl, nil
+}
+
+// populate registers and claims cfg.Population devices that only have
+// keys, in batches, into the fleet's group.
+func populate(ctx context.Context, cfg Config, c *client.Client, fl fleet) error {
+	if cfg.Population > 1_000_000 {
+		return errors.New("population: at most 1000000")
+	}
+	for lo := 0; lo < cfg.Population; lo += store.MaxBatch {
+		n := min(store.MaxBatch, cfg.Population-lo)
+		recs := make([]api.RegisterDevice, n)
+		var wg sync.WaitGroup
+		for w := range runtime.NumCPU() {
+			wg.Go(func() {
+				for i := w; i < n; i += runtime.NumCPU() {
+					recs[i] = api.RegisterDevice{IdentityPublicKey: newPublicKeyPEM(), AttestationPublicKey: newPublicKeyPEM(), RoT: string(rot.KindSoft)}
+				}
+			})
+		}
+		wg.Wait()
+		var b api.DeviceBatch
+		if err := c.Do(ctx, "POST", "/api/v1/device-batches", nil, api.RegisterDevices{Devices: recs}, &b); err != nil {
+			return fmt.Errorf("population: %w", err)
+		}
+		if err := c.Do(ctx, "POST", fl.tenant+"/device-claims", nil, api.ClaimDevices{DeviceIDs: b.DeviceIDs, DeviceGroup: fl.groupID}, nil); err != nil {
+			return fmt.Errorf("population: %w", err)
+		}
+		cfg.Progress("population: %d devices registered and claimed", lo+n)
+	}
+	return nil
+}
+
+func newPublicKeyPEM() string {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }

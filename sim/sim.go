@@ -67,6 +67,10 @@ type Config struct {
 	// ServerPID, when the service runs on this host, is read from /proc
 	// before and after the scenario for its memory and CPU.
 	ServerPID int
+	// Population registers and claims this many more devices (keys only,
+	// no agent) into the group before the run, so that the service works
+	// with a large fleet's database while Devices run.
+	Population int
 	// DeltaMiB and DeltaPlaces shape the delta scenario: an image of
 	// DeltaMiB (default 64) with 5 % of its bytes overwritten in
 	// DeltaPlaces places (default 16).
