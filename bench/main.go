@@ -49,6 +49,7 @@ var (
 	population  = flag.Int("population", 100_000, "registered devices in the database during update checks")
 	idleN       = flag.Int("idle", 10_000, "devices holding connections in the idle scenario (at most the open-file limit less a margin)")
 	duration    = flag.Duration("duration", 15*time.Second, "length of the renewal and update-check scenarios")
+	onSQLite    = flag.Bool("sqlite", true, "run the scenarios on SQLite (PostgreSQL runs too when SPHERE_TEST_POSTGRES is set)")
 	agentSample = flag.Duration("agent-sample", 30*time.Second, "how long the idle agent's CPU is sampled")
 )
 
@@ -79,7 +80,10 @@ func main() {
 	ceil := cryptoCeiling(ctx)
 	figs = append(figs, ceil.figures()...)
 
-	dbs := []string{""}
+	var dbs []string
+	if *onSQLite {
+		dbs = append(dbs, "")
+	}
 	if pg := os.Getenv("SPHERE_TEST_POSTGRES"); pg != "" {
 		dbs = append(dbs, pgSchema(ctx, pg))
 	}
