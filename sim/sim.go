@@ -2,7 +2,9 @@
 // each running the agent's real code (software root of trust, attestation,
 // mutual TLS, update checks) against a real security service, with the
 // latency and errors of every operation recorded. It sets the fleet up
-// through the admin API like an operator would.
+// through the admin API's bulk routes like an operator would, spreads its
+// sockets over loopback source addresses, and reads the service's memory
+// and CPU from /proc when it runs on the same host.
 package sim
 
 import (
