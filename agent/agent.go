@@ -79,6 +79,11 @@ type Agent struct {
 	attestMu sync.Mutex // never two attestations at once
 	lastMu   sync.Mutex
 	last     attest.Result
+	// images returns the OS and app images the update engine runs, for
+	// Measurements; nil before there is an engine.
+	images atomic.Pointer[func() []rot.Event]
+	// onCheckNow is called when the service asks for an update check.
+	onCheckNow atomic.Pointer[func()]
 }
 
 // certFile is where the current device certificate and its chain live.
@@ -215,15 +220,28 @@ func (a *Agent) Measurements() ([]rot.Event, error) {
 	}
 	settings, _ := json.Marshal(a.settings())
 	sum := sha256.Sum256(settings)
-	return []rot.Event{
+	events := []rot.Event{
 		{Type: "agent", Name: "sphere", Digest: digest},
 		{Type: "config", Name: "agent-settings", Digest: hex.EncodeToString(sum[:])},
-	}, nil
+	}
+	if images := a.images.Load(); images != nil {
+		events = append(events, (*images)()...)
+	}
+	return events, nil
 }
 
+// setImages makes Measurements add what images returns.
+func (a *Agent) setImages(images func() []rot.Event) { a.images.Store(&images) }
+
+// OnCheckNow sets what runs when a healthy attestation's answer asks the
+// device to check for updates now.
+func (a *Agent) OnCheckNow(f func()) { a.onCheckNow.Store(&f) }
+
 // Measure starts a fresh measurement log in the root of trust and records
-// Measurements into it.
+// Measurements into it. The update engine measures again after a switch.
 func (a *Agent) Measure() error {
+	a.attestMu.Lock() // not while an attestation quotes the log
+	defer a.attestMu.Unlock()
 	events, err := a.Measurements()
 	if err != nil {
 		return err
@@ -279,6 +297,10 @@ func (a *Agent) Attest(ctx context.Context) (attest.Result, error) {
 		return res, err
 	}
 	a.log.Info("attested; new device certificate", "not_after", res.NotAfter)
+	if f := a.onCheckNow.Load(); res.CheckNow && f != nil {
+		a.log.Info("the service asks for an update check now")
+		(*f)()
+	}
 	return res, nil
 }
 
@@ -373,6 +395,13 @@ func (e *ServiceError) Error() string {
 // answer.
 func (a *Agent) Post(ctx context.Context, path string, in, out any) error {
 	return a.call(ctx, a.mtls, "POST", path, in, out)
+}
+
+// getRaw fetches a device API route with mutual TLS as bytes.
+func (a *Agent) getRaw(ctx context.Context, path string) ([]byte, error) {
+	var raw json.RawMessage
+	err := a.call(ctx, a.mtls, "GET", path, nil, &raw)
+	return raw, err
 }
 
 // Get calls a device API route with mutual TLS and decodes the answer.

@@ -46,8 +46,10 @@ type service struct {
 	blobDir string
 	url     string
 	roots   *x509.CertPool
-	clock   *clock
-	tenant  *store.TenantStore
+	// rootCert is the service's TLS certificate, which roots holds.
+	rootCert *x509.Certificate
+	clock    *clock
+	tenant   *store.TenantStore
 	// groups by name, in the product "Thermostat"
 	groups map[string]sphere.DeviceGroup
 }
@@ -111,7 +113,7 @@ func startService(t testing.TB) *service {
 	for _, g := range gs.Items {
 		groups[g.Name] = g
 	}
-	return &service{st: st, ca: authority, upd: upd, blobDir: blobDir, url: hs.URL, roots: roots, clock: clk, tenant: ts, groups: groups}
+	return &service{st: st, ca: authority, upd: upd, blobDir: blobDir, url: hs.URL, roots: roots, rootCert: hs.Certificate(), clock: clk, tenant: ts, groups: groups}
 }
 
 type testWriter struct{ t testing.TB }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/tlsutil"
 	"github.com/opensphere/sphere/uplink"
 )
@@ -31,14 +32,27 @@ import (
 // TestUplinkMosquitto runs devices' MQTT uplinks against a real Mosquitto
 // that trusts the tenant chain bundle: mutual TLS with the device id as
 // the user name, an ACL on it, a revoked device shut out, certificate
-// renewal and a tenant CA rotation with a broker restart, and no QoS 1
-// message lost along the way.
+// renewal and a tenant CA rotation with a broker restart, messages kept
+// across an agent restart, and no QoS 1 message lost along the way.
+//
+// It runs once for each protocol the uplink speaks.
 //
 // The service clock is set back at the start so that the tenant CA's
 // rotation falls on today: Mosquitto checks certificates against the real
 // time, so every certificate it sees must be valid now.
 func TestUplinkMosquitto(t *testing.T) {
 	bin := mosquittoBinary(t)
+	for _, tc := range []struct{ name, protocol, logged string }{
+		{"MQTT 5", uplink.MQTT5, "p5"},
+		{"MQTT 3.1.1", uplink.MQTT311, "p2"}, // Mosquitto's number for 3.1.1
+	} {
+		t.Run(tc.name, func(t *testing.T) { testUplinkMosquitto(t, bin, tc.protocol, tc.logged) })
+	}
+}
+
+// testUplinkMosquitto is TestUplinkMosquitto for one protocol; logged is
+// how Mosquitto names it in its log ("as ID (p5, ...").
+func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 	svc := startService(t)
 	ctx := context.Background()
 
@@ -60,14 +74,20 @@ func TestUplinkMosquitto(t *testing.T) {
 	svc.clock.Advance(ca.ActivateAfter + 12*time.Hour - 13*time.Hour) // now minus 13 hours: CA1 still issues
 
 	br := startMosquitto(t, bin, bundle1)
+	br.protocol = protocol
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("mosquitto log:\n%s", br.log.String())
+		}
+	})
 
 	pub := svc.attestedDevice(t)
 	sub := svc.attestedDevice(t)
 	if got := pub.agent.Certificate().Issuer.String(); got != ca1.Subject.String() {
 		t.Fatalf("first certificate issued by %s; want CA1 %s", got, ca1.Subject)
 	}
-	pubC := br.client(t, pub, 0)
-	subC := br.client(t, sub, 10*time.Minute) // keeps its session across the broker restart
+	pubC := br.client(t, pub, 0, "")
+	subC := br.client(t, sub, 10*time.Minute, "") // keeps its session across the broker restart
 	awaitConnection(t, pubC)
 	awaitConnection(t, subC)
 	in := newInbox()
@@ -80,6 +100,9 @@ func TestUplinkMosquitto(t *testing.T) {
 		in.waitFor(t, pub.topic(), "hello")
 		if want := "u'" + pub.agent.DeviceID() + "'"; !strings.Contains(br.log.String(), want) {
 			t.Errorf("Mosquitto did not log the device id as the user name (%s)", want)
+		}
+		if want := " as " + pub.agent.DeviceID() + " (" + logged + ","; !strings.Contains(br.log.String(), want) {
+			t.Errorf("Mosquitto did not log a %s connection (%s)", protocol, want)
 		}
 	})
 
@@ -113,7 +136,7 @@ func TestUplinkMosquitto(t *testing.T) {
 		if _, err := d.agent.Attest(ctx); !errors.As(err, &ae) || d.agent.Certificate() != nil {
 			t.Fatalf("attesting a revoked device: %v, certificate %v; want refused, none", err, d.agent.Certificate())
 		}
-		c := br.client(t, d, 0)
+		c := br.client(t, d, 0, "")
 		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		if err := c.AwaitConnection(wctx); err == nil {
@@ -173,13 +196,84 @@ func TestUplinkMosquitto(t *testing.T) {
 		// holds: both CAs work through the overlap.
 		in.waitForSeries(t, pub.topic(), "rotate", 30)
 	})
-	if t.Failed() {
-		t.Logf("mosquitto log:\n%s", br.log.String())
+
+	t.Run("agent restart", func(t *testing.T) {
+		// Its own device: two clients with one client id would take the
+		// session from each other in turn. Each message has its own topic,
+		// so that the broker's log shows which ones it received: this
+		// checks the publisher's outbox, not a subscriber.
+		d := svc.attestedDevice(t)
+		outbox := t.TempDir()
+		c := br.client(t, d, 0, outbox)
+		awaitConnection(t, c)
+		br.stop(t)
+		for i := range 10 {
+			publish(t, c, fmt.Sprintf("%s/restart-%d", d.topic(), i), "x")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.Pending(); n != 10 {
+			t.Fatalf("%d messages in the outbox after Close; want 10", n)
+		}
+		br.start(t)
+		c = br.client(t, d, 0, outbox) // the agent's next run
+		flush(t, c)
+		for i := range 10 {
+			if want := fmt.Sprintf("'%s/restart-%d'", d.topic(), i); !strings.Contains(br.log.String(), want) {
+				t.Errorf("the broker never received restart-%d", i)
+			}
+		}
+		// Closing a connected client leaves it closed, not connected.
+		if err := c.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.AwaitConnection(ctx); !errors.Is(err, uplink.ErrClosed) || c.Certificate() != nil {
+			t.Errorf("after Close: AwaitConnection %v, certificate %v; want ErrClosed, none", err, c.Certificate())
+		}
+	})
+}
+
+// BenchmarkUplinkPublish measures QoS 1 messages of 256 bytes through
+// the outbox to Mosquitto: each is synced to disk by Publish, sent, and
+// removed after its PUBACK, one message in flight at a time.
+func BenchmarkUplinkPublish(b *testing.B) {
+	bin := mosquittoBinary(b)
+	svc := startService(b)
+	ctx := context.Background()
+	bundle, err := svc.ca.Bundle(ctx, svc.tenant.ID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	br := startMosquitto(b, bin, bundle)
+	d := svc.attestedDevice(b)
+	payload := make([]byte, 256)
+	for _, protocol := range []string{uplink.MQTT5, uplink.MQTT311} {
+		b.Run(protocol, func(b *testing.B) {
+			br.protocol = protocol
+			c := br.client(b, d, 0, "")
+			awaitConnection(b, c)
+			b.ResetTimer()
+			for range b.N {
+				if err := c.Publish(ctx, d.topic(), payload, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			flush(b, c)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+			b.StopTimer()
+			// One client per device at a time: the next round reuses the id.
+			if err := c.Close(ctx); err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }
 
 // mosquittoBinary finds Mosquitto or skips.
-func mosquittoBinary(t *testing.T) string {
+func mosquittoBinary(t testing.TB) string {
 	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
 		if bin, err := exec.LookPath(p); err == nil {
 			return bin
@@ -193,10 +287,15 @@ func mosquittoBinary(t *testing.T) string {
 }
 
 // attestedDevice makes, enrolls and attests a device on a soft root.
-func (svc *service) attestedDevice(t *testing.T) *device {
+func (svc *service) attestedDevice(t testing.TB) *device {
 	t.Helper()
 	dir := t.TempDir()
-	d := svc.newDevice(t, roots[0].open(t, dir), dir)
+	r, err := rot.OpenSoft(dir) // roots[0], for benchmarks too
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	d := svc.newDevice(t, r, dir)
 	svc.enroll(t, d, "Development")
 	if err := d.agent.Measure(); err != nil {
 		t.Fatal(err)
@@ -214,12 +313,13 @@ type broker struct {
 	bin, dir string
 	port     int
 	roots    *x509.CertPool // for its server certificate
+	protocol string         // spoken by the clients of client
 	log      *syncBuffer
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
 
-func startMosquitto(t *testing.T, bin string, bundle []*x509.Certificate) *broker {
+func startMosquitto(t testing.TB, bin string, bundle []*x509.Certificate) *broker {
 	t.Helper()
 	b := &broker{bin: bin, dir: t.TempDir(), log: &syncBuffer{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -277,7 +377,7 @@ log_type all
 }
 
 // writeBundle writes the tenant chain bundle as the broker's CA file.
-func (b *broker) writeBundle(t *testing.T, bundle []*x509.Certificate) {
+func (b *broker) writeBundle(t testing.TB, bundle []*x509.Certificate) {
 	var pemData []byte
 	for _, c := range bundle {
 		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
@@ -285,7 +385,7 @@ func (b *broker) writeBundle(t *testing.T, bundle []*x509.Certificate) {
 	writeTestFile(t, filepath.Join(b.dir, "bundle.pem"), pemData)
 }
 
-func (b *broker) start(t *testing.T) {
+func (b *broker) start(t testing.TB) {
 	t.Helper()
 	b.cmd = exec.Command(b.bin, "-c", filepath.Join(b.dir, "mosquitto.conf"))
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log // stderr: unbuffered, so the log is current
@@ -310,7 +410,7 @@ func (b *broker) start(t *testing.T) {
 }
 
 // stop ends Mosquitto with SIGTERM, so that it saves its sessions.
-func (b *broker) stop(t *testing.T) {
+func (b *broker) stop(t testing.TB) {
 	if b.cmd == nil {
 		return
 	}
@@ -330,14 +430,19 @@ func (b *broker) connections(d *device) int {
 	return strings.Count(b.log.String(), " as "+d.agent.DeviceID()+" (")
 }
 
-// client connects d's uplink to the broker with d's current certificate.
-func (b *broker) client(t *testing.T, d *device, session time.Duration) *uplink.Client {
+// client connects d's uplink to the broker with d's current certificate;
+// an empty outbox means a new one.
+func (b *broker) client(t testing.TB, d *device, session time.Duration, outbox string) *uplink.Client {
 	t.Helper()
+	if outbox == "" {
+		outbox = t.TempDir()
+	}
 	c, err := uplink.New(uplink.Config{
 		Broker:         fmt.Sprintf("mqtts://127.0.0.1:%d", b.port),
+		Protocol:       b.protocol,
 		RootCAs:        b.roots,
 		Cert:           d.agent.TLSCertificate,
-		OutboxDir:      t.TempDir(),
+		OutboxDir:      outbox,
 		SessionExpiry:  session,
 		ConnectTimeout: 5 * time.Second,
 		PublishTimeout: 3 * time.Second,
@@ -359,7 +464,7 @@ func (b *broker) client(t *testing.T, d *device, session time.Duration) *uplink.
 	return c
 }
 
-func awaitConnection(t *testing.T, c *uplink.Client) {
+func awaitConnection(t testing.TB, c *uplink.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -391,7 +496,7 @@ func publishSeries(t *testing.T, c *uplink.Client, topic, prefix string, n int, 
 	return done
 }
 
-func flush(t *testing.T, c *uplink.Client) {
+func flush(t testing.TB, c *uplink.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -400,7 +505,7 @@ func flush(t *testing.T, c *uplink.Client) {
 	}
 }
 
-func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -468,7 +573,7 @@ func (in *inbox) waitForSeries(t *testing.T, topic, prefix string, n int) {
 	t.Logf("all %d %s messages arrived (%d duplicates)", n, prefix, dups)
 }
 
-func writeTestFile(t *testing.T, path string, data []byte) {
+func writeTestFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := tlsutil.WriteFileAtomic(path, data, 0o600); err != nil {
 		t.Fatal(err)

@@ -338,3 +338,10 @@ type SignedRoot struct {
 type RemoveRootKey struct {
 	Confirm bool `json:"confirm" doc:"must be true: without the exported key nobody can sign a new root"`
 }
+
+// DeviceSigningKey is the tenant's image signing key as its devices get it:
+// the key every image package they install must be signed with.
+type DeviceSigningKey struct {
+	KeyID     string `json:"key_id"`
+	PublicKey string `json:"public_key"` // PEM
+}

@@ -114,6 +114,9 @@ type Result struct {
 	Certificate string    `json:"certificate,omitempty"`
 	Chain       string    `json:"chain,omitempty"`
 	NotAfter    time.Time `json:"not_after,omitzero"`
+	// CheckNow asks the device to check for updates right away: an
+	// operator ran `sphere device check-now`. The update check clears it.
+	CheckNow bool `json:"check_now,omitempty"`
 }
 
 func refuse(reason, format string, args ...any) Result {

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -359,6 +360,22 @@ func (a *Authority) caKey(c TenantCA) (*ecdsa.PrivateKey, error) {
 // certificate.
 func DeviceURI(tenantID, deviceID string) *url.URL {
 	return &url.URL{Scheme: "urn", Opaque: "opensphere:tenant:" + tenantID + ":device:" + deviceID}
+}
+
+// ParseDeviceURI reads tenant and device from a device certificate's URI
+// SAN (DeviceURI).
+func ParseDeviceURI(c *x509.Certificate) (tenantID, deviceID string, ok bool) {
+	for _, u := range c.URIs {
+		rest, found := strings.CutPrefix(u.String(), "urn:opensphere:tenant:")
+		if !found {
+			continue
+		}
+		t, d, found := strings.Cut(rest, ":device:")
+		if found && t != "" && sphere.ValidateDeviceID(d) == nil {
+			return t, d, true
+		}
+	}
+	return "", "", false
 }
 
 // Issued is a device certificate and the chain to give with it.

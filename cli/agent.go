@@ -19,6 +19,12 @@ import (
 type agentFlags struct {
 	server, stateDir, rotKind, tpmDevice, caFile string
 	logLevel, logFormat                          string
+	adminSocket, appSocket                       string
+	mqttBroker, mqttCAFile                       string
+	mqttProtocol, mqttUsername                   string
+	boardFile                                    string
+	noSandbox                                    bool
+	update                                       updateFlags
 }
 
 func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
@@ -31,7 +37,20 @@ func (f *agentFlags) register(cmd *cobra.Command, withServer bool) {
 		fl.StringVar(&f.caFile, "ca-file", "", "PEM bundle of CAs the device trusts for the service's TLS certificate (default: the system's)")
 		fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 		fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+		fl.StringVar(&f.adminSocket, "admin-socket", defaultAdminSocket, "where to serve the local admin API for `sphere agent status|app|update-check` (root only; empty: none)")
+		fl.StringVar(&f.appSocket, "app-socket", "", "where to serve the API for apps (uplink, update deferral), told apart by their uids; empty: <state-dir>/app.sock; \"off\": none. Not under /run or /tmp, which compartments hide")
+		fl.StringVar(&f.mqttBroker, "mqtt-broker", "", "the cloud's MQTT broker, mqtts://HOST:PORT: the agent connects with the device certificate and apps holding DeviceAuthentication publish and subscribe through it (empty: no uplink)")
+		fl.StringVar(&f.boardFile, "board", "", "the board description mapping manifest peripherals (Gpio, Uart, ...) to device files (docs/sandbox.md); empty: a board without peripherals")
+		fl.BoolVar(&f.noSandbox, "no-sandbox", false, "run apps without compartments, as the agent's user: for development only")
+		fl.StringVar(&f.mqttCAFile, "mqtt-ca-file", "", "PEM bundle of CAs for the broker's TLS certificate (default: the system's)")
+		fl.StringVar(&f.mqttProtocol, "mqtt-protocol", "5", "MQTT version: 5, or 3.1.1 for brokers that need it (Azure IoT Hub; docs/clouds/mqtt.md)")
+		fl.StringVar(&f.mqttUsername, "mqtt-username", "", "MQTT user name, for brokers that want one beside the certificate (Azure IoT Hub: {hub}.azure-devices.net/{device id}/?api-version=2021-04-12)")
 	}
+}
+
+// registerUpdate adds the update engine's flags (only `sphere agent` runs it).
+func (f *agentFlags) registerUpdate(cmd *cobra.Command) {
+	f.update.register(cmd.Flags())
 }
 
 // openRoT opens the root of trust the flags name.
@@ -56,22 +75,31 @@ trust, attests to the security service at start and again every 20 to 24 hours
 with exponential backoff and jitter, and uses the certificate, whose key never
 leaves the root of trust, for mutual TLS on every later call to the service.
 
+With --bootloader and --slot-a/--slot-b it also installs OS images into the
+inactive slot, and it always installs the apps of its device group's deployment
+into versioned app slots: it checks at start, every 20 to 24 hours, on "sphere
+agent update-check" and when the service asks at attestation; it verifies each
+package (TUF, the tenant's signature, the security version), switches for a
+trial, checks health (apps up for --health-window, a healthy attestation of the
+new measurements), then commits or rolls back by itself (docs/updates.md).
+
 Before it can attest, the device must be registered (see "sphere agent identity")
 and claimed into a tenant and a device group, and the tenant must allow what the
 device measures (see "sphere agent measurements").`,
 		Example: `  sphere agent --server https://sphere.example.com:8443 --ca-file /etc/sphere/service-ca.pem --state-dir /var/lib/sphere-agent --rot tpm`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ag, r, _, err := a.agentSetup(&f)
+			ag, r, log, err := a.agentSetup(&f)
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			return ag.Run(cmd.Context())
+			return runAgent(cmd.Context(), ag, r, log, &f)
 		},
 	}
 	f.register(cmd, true)
-	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce())
+	f.registerUpdate(cmd)
+	cmd.AddCommand(a.agentIdentity(), a.agentMeasurements(), a.agentAttestOnce(), a.agentStatus(), a.agentApp(), a.agentUpdateCheck())
 	return cmd
 }
 
@@ -84,16 +112,9 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var roots *x509.CertPool
-	if f.caFile != "" {
-		pemData, err := os.ReadFile(f.caFile)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pemData) {
-			return nil, nil, nil, fmt.Errorf("--ca-file %s holds no PEM certificate", f.caFile)
-		}
+	roots, err := readPool("--ca-file", f.caFile)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	r, err := f.openRoT()
 	if err != nil {
@@ -108,6 +129,23 @@ func (a *app) agentSetup(f *agentFlags) (*agent.Agent, rot.RootOfTrust, *slog.Lo
 		return nil, nil, nil, err
 	}
 	return ag, r, log, nil
+}
+
+// readPool reads a PEM bundle of CAs named by flag; an empty path is nil
+// (the system's pool).
+func readPool(flag, path string) (*x509.CertPool, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s %s holds no PEM certificate", flag, path)
+	}
+	return pool, nil
 }
 
 func (a *app) agentAttestOnce() *cobra.Command {

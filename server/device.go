@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +40,14 @@ func (s *Server) deviceAttest(c *call, in *attest.Evidence) (attest.Result, erro
 	if err := in.Validate(); err != nil {
 		return attest.Result{}, sphere.Errorf(sphere.EInvalid, "%v", err)
 	}
-	return s.attest.Attest(c.ctx, in)
+	res, err := s.attest.Attest(c.ctx, in)
+	if err == nil && res.Result != sphere.AttestRefused {
+		// "Check now" reaches the device at its next contact: this one.
+		if st, err := s.store.DeviceUpdateStatus(c.ctx, in.DeviceID); err == nil {
+			res.CheckNow = st.CheckNow
+		}
+	}
+	return res, err
 }
 
 func (s *Server) deviceWhoami(c *call, _ *api.Empty) (api.DeviceSelf, error) {
@@ -66,7 +72,7 @@ func (s *Server) authDevice(c *call) error {
 		return unauth("none was presented; attest first to get one")
 	}
 	leaf := c.r.TLS.PeerCertificates[0]
-	tenantID, deviceID, ok := parseDeviceURI(leaf)
+	tenantID, deviceID, ok := ca.ParseDeviceURI(leaf)
 	if !ok || leaf.Subject.CommonName != deviceID {
 		return unauth("it does not name a device")
 	}
@@ -92,22 +98,6 @@ func (s *Server) authDevice(c *call) error {
 	}
 	c.device = &d
 	return nil
-}
-
-// parseDeviceURI reads tenant and device from the certificate's URI SAN
-// (ca.DeviceURI).
-func parseDeviceURI(c *x509.Certificate) (tenantID, deviceID string, ok bool) {
-	for _, u := range c.URIs {
-		rest, found := strings.CutPrefix(u.String(), "urn:opensphere:tenant:")
-		if !found {
-			continue
-		}
-		t, d, found := strings.Cut(rest, ":device:")
-		if found && t != "" && sphere.ValidateDeviceID(d) == nil {
-			return t, d, true
-		}
-	}
-	return "", "", false
 }
 
 // trustCache keeps each tenant's CA pool for a short while, so that mutual

@@ -127,6 +127,7 @@ func TestDeviceUpdateRoutesNeedCertificate(t *testing.T) {
 			{"group targets", "GET", request{path: "/device/v1/tuf/1.groups%2F" + e.A.Group.ID + ".json"}},
 			{"image target", "GET", request{path: target}},
 			{"image target range", "GET", request{path: target, header: http.Header{"Range": {"bytes=0-7"}}}},
+			{"signing key", "GET", request{path: "/device/v1/updates/signing-key"}},
 		}
 		tested := map[string]bool{}
 		for _, c := range cases {

@@ -302,12 +302,21 @@ func (s *Server) updateDeviceRoutes() []*route {
 		{route{Method: http.MethodPost, Path: "/device/v1/updates/check", Summary: "Report what the device runs and learn what it should run", Access: AccessDevice}, handle(s.deviceCheck)},
 		{route{Method: http.MethodGet, Path: "/device/v1/tuf/{file}", Summary: "The device's tenant's TUF metadata (root, timestamp, snapshot, targets, group roles)", Access: AccessDevice}, handle(s.deviceTUF)},
 		{route{Method: http.MethodGet, Path: "/device/v1/targets/groups/{group}/{file}", Summary: "An image package of the device's group, by TUF target path (HTTP Range supported)", Access: AccessDevice}, handle(s.deviceTarget)},
+		{route{Method: http.MethodGet, Path: "/device/v1/updates/signing-key", Summary: "The tenant's image signing key (PEM) that the device pins with the TUF root at its first healthy attestation", Access: AccessDevice}, handle(s.deviceSigningKey)},
 	}
 	return finishRoutes(rows)
 }
 
 func (s *Server) deviceCheck(c *call, in *updates.Report) (updates.CheckResult, error) {
 	return s.updates.Check(c.ctx, *c.device, *in)
+}
+
+func (s *Server) deviceSigningKey(c *call, _ *api.Empty) (api.DeviceSigningKey, error) {
+	if c.device.TenantID == "" {
+		return api.DeviceSigningKey{}, sphere.Errorf(sphere.ENotFound, "the device is not claimed by a tenant")
+	}
+	k, err := s.updates.ServicePublicKey(c.ctx, c.device.TenantID)
+	return api.DeviceSigningKey{KeyID: k.KeyID, PublicKey: k.PublicKey}, err
 }
 
 func (s *Server) deviceTUF(c *call, _ *api.Empty) (*rawContent, error) {

@@ -148,6 +148,8 @@ type Report struct {
 	LastUpdate   string `json:"last_update,omitempty"`
 	LastError    string `json:"last_error,omitempty"`
 	DeploymentID string `json:"deployment_id,omitempty"` // the deployment LastUpdate belongs to
+	// LastUpdateAt is when LastUpdate ended (installed, failed, rolled back).
+	LastUpdateAt time.Time `json:"last_update_at,omitzero"`
 }
 
 // CheckResult tells a device what to run.

@@ -1,6 +1,7 @@
-// Package uplink is the agent's MQTT 5 connection to a broker that the
+// Package uplink is the agent's MQTT connection to a broker that the
 // tenant runs or rents (Mosquitto, EMQX, a cloud IoT hub), authenticated
-// with the device certificate over mutual TLS. The private key stays in
+// with the device certificate over mutual TLS. It speaks MQTT 5, or MQTT
+// 3.1.1 for brokers that need it (Azure IoT Hub). The private key stays in
 // the root of trust: the certificate is asked for on every TLS handshake,
 // so a renewed one is used from the next connection on, and the client
 // reconnects by itself when it sees a renewal.
@@ -10,6 +11,9 @@
 // agent crashes lose nothing; delivery is at least once, so receivers may
 // see duplicates. It is not a general MQTT library (no QoS 2, retained or
 // will messages) and not the local API that apps on the device call.
+//
+// The outbox, the send loop, certificate watching and subscriptions are
+// shared; only the wire client differs by protocol (mqtt5.go, mqtt311.go).
 package uplink
 
 import (
@@ -26,7 +30,12 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/paho"
+)
+
+// Protocols Config.Protocol accepts.
+const (
+	MQTT5   = "5"
+	MQTT311 = "3.1.1"
 )
 
 // Config configures a Client.
@@ -35,6 +44,12 @@ type Config struct {
 	// mean the same). A missing port means 8883. Plain mqtt:// is
 	// refused: the device certificate is only sent over TLS. Required.
 	Broker string
+	// Protocol is the MQTT version: "5" (MQTT5) or "3.1.1" (MQTT311).
+	// Empty means "5". Choose 3.1.1 only for brokers that do not speak
+	// MQTT 5, such as Azure IoT Hub's device endpoint: with it, PUBACK
+	// carries no reason code, so a message the broker refuses cannot be
+	// told from one it accepted, and SessionExpiry is only on or off.
+	Protocol string
 	// RootCAs are the CAs trusted for the broker's server certificate;
 	// nil means the system pool.
 	RootCAs *x509.CertPool
@@ -46,6 +61,11 @@ type Config struct {
 	// ClientID is the MQTT client identifier; empty means the common name
 	// of the current certificate, which is the device id.
 	ClientID string
+	// Username is the MQTT user name; empty sends none. Brokers that take
+	// the identity from the certificate (Mosquitto's
+	// use_identity_as_username) ignore it; Azure IoT Hub requires
+	// "{hub}.azure-devices.net/{device id}/?api-version=2021-04-12".
+	Username string
 	// OutboxDir holds QoS 1 messages until the broker acknowledges them.
 	// It must be on persistent storage and used by one Client at a time.
 	// Required.
@@ -56,7 +76,9 @@ type Config struct {
 	// SessionExpiry is how long the broker keeps the session
 	// (subscriptions and QoS 1 messages for this device) after the
 	// connection drops. Zero means the session ends with the connection:
-	// messages sent to the device while it is offline are lost.
+	// messages sent to the device while it is offline are lost. MQTT
+	// 3.1.1 has no expiry: any non-zero value asks for a persistent
+	// session (clean session off), kept as long as the broker decides.
 	SessionExpiry time.Duration
 	// KeepAlive is the MQTT keep-alive; zero means 30 seconds.
 	KeepAlive time.Duration
@@ -79,7 +101,8 @@ type Config struct {
 
 // Handler receives a message for a subscription. It runs on the client's
 // receive goroutine, and the broker gets the PUBACK when it returns, so it
-// should be quick; it may call Publish.
+// should be quick. It may call Publish; with QoS 1 that only writes the
+// outbox and never waits for the network.
 type Handler func(topic string, payload []byte)
 
 // Errors returned by Publish.
@@ -94,16 +117,46 @@ var (
 	ErrClosed = errors.New("uplink: client closed")
 )
 
+// wire is one protocol's MQTT client. It connects and reconnects by
+// itself from the start: it dials with Client.dial, names itself with
+// Client.clientID, reports connections to Client.onUp and onDown, and
+// hands incoming messages to Client.received. It keeps no message of its
+// own across connections: the outbox is the only queue.
+type wire interface {
+	// publish sends one message and, for QoS 1, waits for its PUBACK.
+	// It returns ErrNotConnected when no connection is up and a
+	// refusedError when sending the message again would not help.
+	publish(ctx context.Context, topic string, payload []byte, qos byte) error
+	// subscribe subscribes to filters with QoS 1 on the live connection.
+	subscribe(ctx context.Context, filters []string) error
+	// disconnect ends the connection cleanly and stops reconnecting.
+	disconnect(ctx context.Context) error
+}
+
+// refusedError is a broker's refusal of a message for good.
+type refusedError struct {
+	code   byte
+	reason string
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("refused by the broker (reason code 0x%02x %s)", e.code, e.reason)
+}
+
 // Client is a connection to one broker that reconnects by itself.
 type Client struct {
-	cfg    Config
-	log    *slog.Logger
-	out    *outbox
-	cm     *autopaho.ConnectionManager
-	tls    *tls.Config
-	ctx    context.Context // ends at Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg     Config
+	log     *slog.Logger
+	out     *outbox
+	wire    wire
+	tls     *tls.Config
+	backoff autopaho.Backoff
+	ctx     context.Context // ends at Close
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu         sync.Mutex
 	conn       net.Conn // the latest network connection
@@ -111,6 +164,7 @@ type Client struct {
 	connCert   *tls.Certificate
 	presented  *tls.Certificate // presented in the handshake in progress
 	up         bool
+	upCh       chan struct{} // closed while a connection is up
 	subs       []subscription
 }
 
@@ -129,12 +183,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink.New: %w", err)
 	}
-	setDefaults(&cfg)
+	if err := setDefaults(&cfg); err != nil {
+		return nil, fmt.Errorf("uplink.New: %w", err)
+	}
 	out, err := openOutbox(cfg.OutboxDir, cfg.MaxOutbox)
 	if err != nil {
 		return nil, fmt.Errorf("uplink.New: outbox: %w", err)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, out: out}
+	c := &Client{cfg: cfg, log: cfg.Logger, out: out, upCh: make(chan struct{}),
+		backoff: autopaho.NewExponentialBackoff(cfg.MinBackoff, cfg.MaxBackoff, min(2*cfg.MinBackoff, cfg.MaxBackoff), 2)}
 	c.tls = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert := cfg.Cert()
@@ -147,35 +204,9 @@ func New(cfg Config) (*Client, error) {
 			return cert, nil
 		}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-
-	ac := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        c.tls,
-		KeepAlive:                     uint16(min(cfg.KeepAlive/time.Second, 65535)),
-		CleanStartOnInitialConnection: cfg.SessionExpiry == 0,
-		SessionExpiryInterval:         uint32(min(cfg.SessionExpiry/time.Second, 1<<32-1)),
-		ReconnectBackoff:              autopaho.NewExponentialBackoff(cfg.MinBackoff, cfg.MaxBackoff, min(2*cfg.MinBackoff, cfg.MaxBackoff), 2),
-		ConnectTimeout:                cfg.ConnectTimeout,
-		AttemptConnection:             c.dial,
-		ConnectPacketBuilder:          c.connectPacket,
-		OnConnectionUp:                c.onUp,
-		OnConnectionDown:              c.onDown,
-		OnConnectError: func(err error) {
-			c.log.Warn("uplink: cannot connect to the broker", "broker", u.Host, "err", err)
-		},
-		Debug:      pahoLog{c.log, "autopaho"},
-		Errors:     pahoLog{c.log, "autopaho"},
-		PahoDebug:  pahoLog{c.log, "paho"},
-		PahoErrors: pahoLog{c.log, "paho"},
-		ClientConfig: paho.ClientConfig{
-			ClientID:          cfg.ClientID,
-			PacketTimeout:     cfg.PublishTimeout,
-			OnPublishReceived: []func(paho.PublishReceived) (bool, error){c.received},
-		},
-	}
-	// The connection manager gets its own context: Close stops the
-	// workers first, then disconnects cleanly.
-	if c.cm, err = autopaho.NewConnection(context.Background(), ac); err != nil {
+	if cfg.Protocol == MQTT311 {
+		c.wire = start311(c, u)
+	} else if c.wire, err = start5(c, u); err != nil {
 		c.cancel()
 		return nil, fmt.Errorf("uplink.New: %w", err)
 	}
@@ -185,13 +216,21 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func setDefaults(cfg *Config) {
+func setDefaults(cfg *Config) error {
+	switch cfg.Protocol {
+	case "":
+		cfg.Protocol = MQTT5
+	case MQTT5, MQTT311:
+	default:
+		return fmt.Errorf("protocol %q: want %q or %q", cfg.Protocol, MQTT5, MQTT311)
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
 	def(&cfg.KeepAlive, 30*time.Second)
+	cfg.KeepAlive = min(cfg.KeepAlive, 65535*time.Second) // a 16-bit field in both protocols
 	def(&cfg.ConnectTimeout, 10*time.Second)
 	def(&cfg.PublishTimeout, 10*time.Second)
 	def(&cfg.CertPoll, 5*time.Second)
@@ -206,6 +245,7 @@ func setDefaults(cfg *Config) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	return nil
 }
 
 // brokerURL checks the broker URL and fills in the default port.
@@ -228,44 +268,49 @@ func brokerURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// serial identifies a certificate; "" for none.
-func serial(c *tls.Certificate) string {
+// leaf is the parsed end-entity certificate of c, or nil.
+func leaf(c *tls.Certificate) *x509.Certificate {
 	if c == nil || len(c.Certificate) == 0 {
-		return ""
-	}
-	leaf := c.Leaf
-	if leaf == nil {
-		var err error
-		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return ""
-		}
-	}
-	return leaf.Issuer.String() + "/" + leaf.SerialNumber.Text(16)
-}
-
-// commonName is the CN of a certificate, the device id for device
-// certificates.
-func commonName(c *tls.Certificate) string {
-	if c == nil || len(c.Certificate) == 0 {
-		return ""
+		return nil
 	}
 	if c.Leaf != nil {
-		return c.Leaf.Subject.CommonName
+		return c.Leaf
 	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	l, err := x509.ParseCertificate(c.Certificate[0])
 	if err != nil {
+		return nil
+	}
+	return l
+}
+
+// serial identifies a certificate; "" for none.
+func serial(c *tls.Certificate) string {
+	l := leaf(c)
+	if l == nil {
 		return ""
 	}
-	return leaf.Subject.CommonName
+	return l.Issuer.String() + "/" + l.SerialNumber.Text(16)
+}
+
+// clientID is the client identifier for the next connection: the
+// configured one, else the device id from the current certificate.
+func (c *Client) clientID() string {
+	if c.cfg.ClientID != "" {
+		return c.cfg.ClientID
+	}
+	if l := leaf(c.cfg.Cert()); l != nil {
+		return l.Subject.CommonName
+	}
+	return ""
 }
 
 // dial makes the TLS connection, remembering it and the certificate it
 // presented so that a renewal can be noticed and the connection replaced.
-func (c *Client) dial(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
+func (c *Client) dial(ctx context.Context, host string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
 	defer cancel()
 	d := tls.Dialer{Config: c.tls}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
@@ -275,19 +320,15 @@ func (c *Client) dial(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) 
 	return conn, nil
 }
 
-func (c *Client) connectPacket(p *paho.Connect, _ *url.URL) (*paho.Connect, error) {
-	if c.cfg.ClientID == "" {
-		p.ClientID = commonName(c.cfg.Cert())
-	}
-	return p, nil
-}
-
-func (c *Client) onUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
+// onUp is called by the wire when a connection is up; it must not block.
+func (c *Client) onUp(sessionPresent bool) {
 	c.mu.Lock()
 	c.up = true
+	close(c.upCh)
 	subs := append([]subscription(nil), c.subs...)
 	c.mu.Unlock()
-	c.log.Info("uplink: connected to the broker", "broker", c.cfg.Broker, "session_present", ack.SessionPresent, "outbox", c.out.len())
+	c.log.Info("uplink: connected to the broker", "broker", c.cfg.Broker, "protocol", c.cfg.Protocol,
+		"session_present", sessionPresent, "outbox", c.out.len())
 	if len(subs) == 0 {
 		return
 	}
@@ -295,22 +336,32 @@ func (c *Client) onUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 	for i, s := range subs {
 		filters[i] = s.filter
 	}
-	// OnConnectionUp must not block.
 	go func() {
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.PublishTimeout)
 		defer cancel()
-		if err := c.subscribe(ctx, filters); err != nil {
+		if err := c.wire.subscribe(ctx, filters); err != nil {
 			c.log.Warn("uplink: subscribing again after connecting", "err", err)
 		}
 	}()
 }
 
-func (c *Client) onDown() bool {
-	c.mu.Lock()
-	c.up = false
-	c.mu.Unlock()
+// onDown is called by the wire when the connection is lost.
+func (c *Client) onDown() {
+	c.setDown()
 	c.log.Info("uplink: connection to the broker lost; reconnecting")
-	return true
+}
+
+func (c *Client) setDown() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up {
+		c.up = false
+		c.upCh = make(chan struct{})
+	}
+}
+
+func (c *Client) connectError(err error) {
+	c.log.Warn("uplink: cannot connect to the broker", "broker", c.cfg.Broker, "err", err)
 }
 
 // watchCert polls Cert and, when the certificate differs from the one
@@ -334,9 +385,17 @@ func (c *Client) watchCert() {
 		c.mu.Unlock()
 		if up && conn != nil && cur != "" && cur != used {
 			c.log.Info("uplink: the device certificate changed; reconnecting with it")
-			conn.Close() // autopaho notices and reconnects without delay
+			drop(conn)
 		}
 	}
+}
+
+// drop breaks conn so that the wire sees a failed connection and
+// reconnects at once. It expires the deadlines rather than closing conn:
+// paho.mqtt.golang takes "use of closed network connection" for its own
+// doing and would not notice the drop until the keep-alive failed.
+func drop(conn net.Conn) {
+	conn.SetDeadline(time.Unix(1, 0))
 }
 
 // sendLoop sends the outbox, oldest first, one message at a time, and
@@ -361,18 +420,19 @@ func (c *Client) sendLoop() {
 			}
 			continue
 		}
-		if err := c.cm.AwaitConnection(c.ctx); err != nil {
+		if err := c.AwaitConnection(c.ctx); err != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.PublishTimeout)
-		resp, err := c.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: m.Topic, Payload: m.Payload})
+		err = c.wire.publish(ctx, m.Topic, m.Payload, 1)
 		cancel()
+		var refused *refusedError
 		switch {
 		case err == nil:
-		case resp != nil && refused(resp.ReasonCode):
+		case errors.As(err, &refused):
 			// Sending it again would be refused again and hold up
 			// every later message.
-			c.log.Error("uplink: the broker refused a message; dropping it", "topic", m.Topic, "reason_code", resp.ReasonCode, "reason", resp.Properties.ReasonString)
+			c.log.Error("uplink: the broker refused a message; dropping it", "topic", m.Topic, "reason_code", refused.code, "reason", refused.reason)
 		default:
 			if c.ctx.Err() != nil {
 				return
@@ -386,18 +446,6 @@ func (c *Client) sendLoop() {
 			c.pause(time.Second)
 		}
 	}
-}
-
-// refused reports PUBACK reason codes that will not change if the
-// message is sent again (MQTT 5 section 3.4.2.1).
-func refused(code byte) bool {
-	switch code {
-	case 0x87, // not authorized
-		0x90, // topic name invalid
-		0x99: // payload format invalid
-		return true
-	}
-	return false
 }
 
 func (c *Client) pause(d time.Duration) {
@@ -423,14 +471,11 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 	}
 	switch qos {
 	case 0:
-		_, err := c.cm.Publish(ctx, &paho.Publish{QoS: 0, Topic: topic, Payload: payload})
-		if errors.Is(err, autopaho.ConnectionDownError) {
-			return ErrNotConnected
-		}
-		if err != nil {
+		err := c.wire.publish(ctx, topic, payload, 0)
+		if err != nil && !errors.Is(err, ErrNotConnected) {
 			return fmt.Errorf("uplink.Publish: %w", err)
 		}
-		return nil
+		return err
 	case 1:
 		err := c.out.add(message{Topic: topic, Payload: payload})
 		if errors.Is(err, errOutboxFull) {
@@ -462,47 +507,44 @@ func (c *Client) Subscribe(ctx context.Context, filter string, h Handler) error 
 	if !up {
 		return nil
 	}
-	return c.subscribe(ctx, []string{filter})
-}
-
-func (c *Client) subscribe(ctx context.Context, filters []string) error {
-	s := &paho.Subscribe{}
-	for _, f := range filters {
-		s.Subscriptions = append(s.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: 1})
-	}
-	ack, err := c.cm.Subscribe(ctx, s)
-	if err != nil {
-		if ack != nil {
-			for i, code := range ack.Reasons {
-				if code >= 0x80 && i < len(filters) {
-					return fmt.Errorf("uplink: subscribe %s: refused by the broker (reason code 0x%02x)", filters[i], code)
-				}
-			}
-		}
-		return fmt.Errorf("uplink: subscribe: %w", err)
+	if err := c.wire.subscribe(ctx, []string{filter}); err != nil && !errors.Is(err, ErrNotConnected) {
+		return err
 	}
 	return nil
 }
 
-// received hands an incoming message to every matching subscription.
-func (c *Client) received(pr paho.PublishReceived) (bool, error) {
-	p := pr.Packet
+// received hands an incoming message to every matching subscription and
+// reports whether there was one.
+func (c *Client) received(topic string, payload []byte) bool {
 	c.mu.Lock()
 	subs := append([]subscription(nil), c.subs...)
 	c.mu.Unlock()
 	handled := false
 	for _, s := range subs {
-		if match(s.filter, p.Topic) {
-			s.h(p.Topic, p.Payload)
+		if match(s.filter, topic) {
+			s.h(topic, payload)
 			handled = true
 		}
 	}
-	return handled, nil
+	return handled
 }
 
 // AwaitConnection waits until a connection to the broker is up.
 func (c *Client) AwaitConnection(ctx context.Context) error {
-	return c.cm.AwaitConnection(ctx)
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	c.mu.Lock()
+	upCh := c.upCh
+	c.mu.Unlock()
+	select {
+	case <-upCh:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
 }
 
 // Certificate returns the device certificate presented on the
@@ -510,14 +552,10 @@ func (c *Client) AwaitConnection(ctx context.Context) error {
 func (c *Client) Certificate() *x509.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.up || c.connCert == nil {
+	if !c.up {
 		return nil
 	}
-	if c.connCert.Leaf != nil {
-		return c.connCert.Leaf
-	}
-	leaf, _ := x509.ParseCertificate(c.connCert.Certificate[0])
-	return leaf
+	return leaf(c.connCert)
 }
 
 // Pending is the number of QoS 1 messages the broker has not yet
@@ -543,27 +581,15 @@ func (c *Client) Flush(ctx context.Context) error {
 
 // Close stops sending, disconnects cleanly and waits (bounded by ctx) for
 // the connection to end. Unacknowledged messages stay in the outbox for
-// the next Client.
+// the next Client. Closing again returns the first Close's result.
 func (c *Client) Close(ctx context.Context) error {
-	c.cancel()
-	c.wg.Wait()
-	if err := c.cm.Disconnect(ctx); err != nil {
-		return fmt.Errorf("uplink.Close: %w", err)
-	}
-	return nil
-}
-
-// pahoLog sends paho's logs to slog at debug level: its errors are also
-// reported through OnConnectError and returned errors.
-type pahoLog struct {
-	log    *slog.Logger
-	source string
-}
-
-func (l pahoLog) Println(v ...any) {
-	l.log.Debug(strings.TrimSpace(fmt.Sprintln(v...)), "source", l.source)
-}
-
-func (l pahoLog) Printf(format string, v ...any) {
-	l.log.Debug(strings.TrimSpace(fmt.Sprintf(format, v...)), "source", l.source)
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		if err := c.wire.disconnect(ctx); err != nil {
+			c.closeErr = fmt.Errorf("uplink.Close: %w", err)
+		}
+		c.setDown()
+	})
+	return c.closeErr
 }

@@ -9,9 +9,11 @@ import (
 	"syscall"
 
 	"github.com/opensphere/sphere/cli"
+	"github.com/opensphere/sphere/sandbox"
 )
 
 func main() {
+	sandbox.Init() // when started as an app compartment's init, this never returns
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
