@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,6 +65,10 @@ type Config struct {
 	// Reports is the failure-report queue (see reports.go); nil records
 	// no failures.
 	Reports *report.Queue
+	// DialContext opens the agent's connections to the service; nil uses
+	// the standard dialer (the fleet simulator spreads sockets over
+	// several source addresses with it).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Agent is the device runtime.
@@ -113,7 +118,7 @@ func New(cfg Config) (*Agent, error) {
 		timeout = 60 * time.Second
 	}
 	base := &tls.Config{RootCAs: cfg.ServerRoots, MinVersion: tls.VersionTLS12}
-	a.open = &http.Client{Timeout: timeout, Transport: transport(base)}
+	a.open = &http.Client{Timeout: timeout, Transport: transport(base, cfg.DialContext)}
 	withCert := base.Clone()
 	withCert.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		if c := a.cert.Load(); c != nil {
@@ -121,17 +126,20 @@ func New(cfg Config) (*Agent, error) {
 		}
 		return &tls.Certificate{}, nil // none yet: the service answers 401
 	}
-	a.mtls = &http.Client{Timeout: timeout, Transport: transport(withCert)}
+	a.mtls = &http.Client{Timeout: timeout, Transport: transport(withCert, cfg.DialContext)}
 	if err := a.loadCert(); err != nil {
 		a.log.Warn("ignoring the stored device certificate", "err", err)
 	}
 	return a, nil
 }
 
-func transport(tc *tls.Config) *http.Transport {
+func transport(tc *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = tc
 	t.Proxy = nil // a device talks to its service directly
+	if dial != nil {
+		t.DialContext = dial
+	}
 	return t
 }
 

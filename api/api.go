@@ -150,6 +150,25 @@ type RegisterDevice struct {
 	RoT                  string `json:"rot,omitempty" doc:"root of trust: tpm (default) or soft (development; refused where hardware is required)"`
 }
 
+// RegisterDevices registers many devices in one call, all or none.
+type RegisterDevices struct {
+	Devices []RegisterDevice `json:"devices" doc:"1 to 10,000 device records, as for one registration"`
+}
+
+// ClaimDevices claims many registered devices into the tenant in one call,
+// all or none.
+type ClaimDevices struct {
+	DeviceIDs   []string `json:"device_ids" doc:"1 to 10,000 device ids"`
+	DeviceGroup string   `json:"device_group_id,omitempty" doc:"device group to put the devices in; empty leaves them unassigned"`
+}
+
+// DeviceBatch is the outcome of a bulk registration or claim: every device
+// it names, in the order given.
+type DeviceBatch struct {
+	Count     int      `json:"count"`
+	DeviceIDs []string `json:"device_ids"`
+}
+
 // ListAllDevices lists every registered device (operators).
 type ListAllDevices struct {
 	Paging

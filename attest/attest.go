@@ -128,7 +128,7 @@ func refuse(reason, format string, args ...any) Result {
 // device should retry. Every decision about a registered device is
 // recorded on it.
 func (s *Service) Attest(ctx context.Context, ev *Evidence) (Result, error) {
-	res, dev, issued, err := s.decide(ctx, ev)
+	res, dev, issued, nonce, err := s.decide(ctx, ev)
 	if err != nil {
 		return Result{}, err
 	}
@@ -139,8 +139,23 @@ func (s *Service) Attest(ctx context.Context, ev *Evidence) (Result, error) {
 		if issued != nil {
 			cert = issued.Record()
 		}
-		if err := s.st.RecordAttestation(ctx, dev.ID, res.Attestation, cert); err != nil {
+		// One commit marks the challenge used and records the result.
+		fresh, err := s.st.RecordAnswer(ctx, nonce, dev.ID, res.Attestation, cert)
+		if err != nil {
 			return Result{}, err
+		}
+		if !fresh {
+			// A replay: the certificate made for it is dropped unseen.
+			res = refuse(ReasonNonceReplayed, "this challenge was already answered")
+			res.DeviceID, res.At = ev.DeviceID, s.now().UTC()
+			if err := s.st.RecordAttestation(ctx, dev.ID, res.Attestation, nil); err != nil {
+				return Result{}, err
+			}
+		}
+		if res.Result == sphere.AttestHealthy && s.images != nil {
+			if err := s.images.Verified(ctx, *dev, measuredImages(ev.EventLog)); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	lvl := slog.LevelInfo
@@ -151,22 +166,35 @@ func (s *Service) Attest(ctx context.Context, ev *Evidence) (Result, error) {
 	return res, nil
 }
 
-func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Device, *ca.Issued, error) {
-	// 1. The challenge: ours, for this device, fresh, and unused.
+// measuredImages lists the OS and app image ids of an event log.
+func measuredImages(events []rot.Event) []string {
+	var out []string
+	for _, e := range events {
+		if e.Type == EventOSImage || e.Type == EventAppImage {
+			out = append(out, e.Digest)
+		}
+	}
+	return out
+}
+
+// decide judges evidence. The challenge it checks is marked used by Attest
+// when it records the result (n, nil when the challenge is not ours), so
+// that an attestation costs one commit; a replay is caught there.
+func (s *Service) decide(ctx context.Context, ev *Evidence) (res Result, dev *sphere.Device, iss *ca.Issued, n *store.Nonce, err error) {
+	// 1. The challenge: ours, for this device, and fresh (Attest checks
+	// that it is unused).
 	challenge, expires, reason := s.checkChallenge(ev.Challenge, ev.DeviceID)
 	if reason != "" {
 		dev, err := s.registered(ctx, ev.DeviceID)
-		return refuse(reason, "the challenge is not valid for this device or has expired; ask for a new one"), dev, nil, err
+		return refuse(reason, "the challenge is not valid for this device or has expired; ask for a new one"), dev, nil, nil, err
 	}
-	fresh, err := s.st.UseNonce(ctx, nonceHash(challenge), expires)
-	if err != nil {
-		return Result{}, nil, nil, err
-	}
-	if !fresh {
-		dev, err := s.registered(ctx, ev.DeviceID)
-		return refuse(ReasonNonceReplayed, "this challenge was already answered"), dev, nil, err
-	}
+	n = &store.Nonce{Hash: nonceHash(challenge), Expires: expires}
+	res, dev, iss, err = s.judge(ctx, ev, challenge)
+	return res, dev, iss, n, err
+}
 
+// judge runs steps 2 to 7 of the decision for a valid challenge.
+func (s *Service) judge(ctx context.Context, ev *Evidence, challenge []byte) (Result, *sphere.Device, *ca.Issued, error) {
 	// 2. The device: registered, claimed, in a group, not revoked.
 	dev, err := s.registered(ctx, ev.DeviceID)
 	if err != nil {
@@ -221,17 +249,6 @@ func (s *Service) decide(ctx context.Context, ev *Evidence) (Result, *sphere.Dev
 	iss, err := s.ca.IssueDevice(ctx, dev.TenantID, dev.ID, csrKey)
 	if err != nil {
 		return Result{}, nil, nil, err
-	}
-	if s.images != nil {
-		var measured []string
-		for _, e := range ev.EventLog {
-			if e.Type == EventOSImage || e.Type == EventAppImage {
-				measured = append(measured, e.Digest)
-			}
-		}
-		if err := s.images.Verified(ctx, *dev, measured); err != nil {
-			return Result{}, nil, nil, err
-		}
 	}
 	res := Result{Attestation: sphere.Attestation{Result: sphere.AttestHealthy}, NotAfter: iss.Cert.NotAfter,
 		Certificate: pemCert(iss.Cert)}

@@ -25,7 +25,7 @@ that key's SubjectPublicKeyInfo (64 characters). Its manufacturer registers its
 public keys (operators only); then a tenant claims it, and it belongs to that
 tenant until an Administrator releases it.`,
 	})
-	cmd.AddCommand(a.deviceRegister(), a.deviceClaim(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease(),
+	cmd.AddCommand(a.deviceRegister(), a.deviceRegisterBatch(), a.deviceClaim(), a.deviceClaimBatch(), a.deviceList(), a.deviceShow(), a.deviceUpdate(), a.deviceRelease(),
 		a.deviceRevoke(), a.deviceUnrevoke(), a.deviceCheckNow())
 	return cmd
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +38,7 @@ type serveFlags struct {
 	adminUser, firstTenant string
 	shutdownTimeout        time.Duration
 	failureRetention       time.Duration
+	pprofAddr              string
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -75,6 +78,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.DurationVar(&f.retailEvalLead, "retail-eval-lead", 14*24*time.Hour, "how much earlier RetailEval device groups get an OS release than Retail groups")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain requests in flight on SIGINT/SIGTERM")
 	fl.DurationVar(&f.failureRetention, "failure-report-retention", 90*24*time.Hour, "how long failure reports are kept after they arrive (checked hourly)")
+	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060) for profiling; off by default")
 	return cmd
 }
 
@@ -145,7 +149,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log, RetailEvalLead: f.retailEvalLead})
+	upd, err := updates.New(updates.Config{Store: st, Blobs: blobs, KEK: kek, Log: log, RetailEvalLead: f.retailEvalLead, GroupCacheTTL: time.Second})
 	if err != nil {
 		return err
 	}
@@ -160,6 +164,11 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
 	if err != nil {
 		return err
+	}
+	if f.pprofAddr != "" {
+		if err := servePprof(ctx, f.pprofAddr, log); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
@@ -266,4 +275,30 @@ func maintain(ctx context.Context, st *store.Store, authority *ca.Authority, upd
 		case <-t.C:
 		}
 	}
+}
+
+// servePprof serves net/http/pprof on a loopback address until ctx ends.
+// Profiles show the service's internals, so it refuses any other address.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof-addr %q must be a loopback IP and port, such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		hs.Close()
+	}()
+	go hs.Serve(ln)
+	log.Info("serving pprof", "addr", ln.Addr().String())
+	return nil
 }

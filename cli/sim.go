@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 func (a *app) simCommand() *cobra.Command {
 	var cfg sim.Config
+	var sourceAddrs string
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a fleet of devices against a service and measure it",
@@ -22,15 +24,26 @@ service. The fleet is set up through the admin API with the saved login (an
 operator who is Administrator of --tenant): a new product, its Field Test group,
 N registered and claimed devices, and their measurements allowed.
 
+Devices are registered and claimed through the bulk routes, 10,000 a call.
+
 Scenarios:
   storm         every device attests at once (after a power cut), each on new TLS connections
   renewal       attestations at a steady --rate for --duration, as daily renewal spreads them
   update-check  every device attests, then checks for updates over mutual TLS (at --rate for --duration)
+  idle          every device attests, then holds an open mutual-TLS connection for --duration
+                (default 10s); with --server-pid, the service's memory per connection
+  delta         one device holding a 64 MiB image assembles version 2 (5 % changed in place)
+                from its chunks; bytes transferred against the full package
+(reports, failure-report ingest, comes with the device's failure-report route.)
 
-Output: per operation the count, rate, latency p50/p90/p99/max and errors by kind.
-Point it only at a service you run: it is a load generator.`,
-		Example: `  sphere sim --devices 500 --scenario storm --concurrency 64`,
-		Args:    cobra.NoArgs,
+Output: per operation the count, rate, latency p50/p90/p99/max and errors by kind;
+with --server-pid (a service on this host) its RSS and CPU over the scenario.
+Sockets come from --source-addrs (loopback addresses, taken in turn; one with no
+ephemeral port left gives way to the next). Point it only at a service you run:
+it is a load generator.`,
+		Example: `  sphere sim --devices 500 --scenario storm --concurrency 64
+  sphere sim --devices 10000 --scenario idle --server-pid "$(pgrep -n -f 'sphere serve')" --source-addrs 127.0.0.1-127.0.0.4`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, saved, err := a.client()
 			if err != nil {
@@ -44,6 +57,11 @@ Point it only at a service you run: it is a load generator.`,
 				cfg.Tenant = saved.Tenant
 			}
 			cfg.Progress = func(format string, args ...any) { fmt.Fprintf(a.stderr, format+"\n", args...) }
+			if sourceAddrs != "" {
+				if cfg.SourceAddrs, err = sim.ParseSourceAddrs(sourceAddrs); err != nil {
+					return err
+				}
+			}
 			rep, err := sim.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -61,21 +79,57 @@ Point it only at a service you run: it is a load generator.`,
 				return err
 			}
 			if a.output != "json" {
-				fmt.Fprintf(a.stdout, "\n%d devices, set up in %s; %d hold a valid certificate.\n", rep.Devices, rep.Setup.Round(time.Millisecond), rep.Certified)
+				a.simSummary(rep)
 			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&cfg.Devices, "devices", 100, "number of virtual devices")
-	fl.StringVar(&cfg.Scenario, "scenario", sim.ScenarioStorm, "storm, renewal or update-check")
+	fl.StringVar(&cfg.Scenario, "scenario", sim.ScenarioStorm, strings.Join(sim.Scenarios, ", "))
 	fl.IntVar(&cfg.Concurrency, "concurrency", 0, "operations in flight (default 4 per CPU)")
 	fl.Float64Var(&cfg.Rate, "rate", 0, "operations per second for renewal and update-check (0: as fast as concurrency allows)")
 	fl.DurationVar(&cfg.Duration, "duration", 0, "keep going round the fleet this long (0: once)")
 	fl.StringVar(&cfg.Tenant, "tenant", "", "tenant to set the fleet up in (default: the selected one)")
 	fl.BoolVar(&cfg.Reuse, "reuse-connections", false, "keep each device's TLS connections between its operations (default: new TLS for every operation)")
 	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys (default: a temporary directory)")
+	fl.StringVar(&sourceAddrs, "source-addrs", "", "loopback source addresses for the sockets, 127.0.0.1-127.0.0.20 or a comma list (default: one per 20,000 devices)")
+	fl.IntVar(&cfg.ServerPID, "server-pid", 0, "process id of the service when it runs on this host: its RSS and CPU are read from /proc")
+	fl.IntVar(&cfg.Population, "population", 0, "register and claim this many more devices (keys only) first, for a large fleet's database")
+	fl.IntVar(&cfg.DeltaMiB, "delta-mib", 64, "image size of the delta scenario, MiB")
+	fl.IntVar(&cfg.DeltaPlaces, "delta-places", 16, "places the delta scenario changes (5 % of the image in all)")
 	return cmd
 }
+
+// simSummary prints what the table of operations does not show.
+func (a *app) simSummary(rep sim.Report) {
+	w := a.stdout
+	fmt.Fprintf(w, "\n%d devices, set up in %s; %d hold a valid certificate; sockets from %d source addresses", rep.Devices, rep.Setup.Round(time.Millisecond), rep.Certified, rep.SourceAddrs)
+	if rep.AddrFallbacks > 0 {
+		fmt.Fprintf(w, " (%d dials moved to the next one, out of ports)", rep.AddrFallbacks)
+	}
+	fmt.Fprintln(w, ".")
+	if u := rep.Server; u != nil {
+		fmt.Fprintf(w, "Service (pid %d) over the scenario: CPU %.1fs (%.2f cores), %s per operation; RSS %s (peak %s).\n",
+			u.After.PID, u.CPU.Seconds(), u.Cores, u.CPUPerOp.Round(time.Microsecond), mib(u.After.RSS), mib(u.After.HWM))
+	}
+	if i := rep.Idle; i != nil {
+		fmt.Fprintf(w, "Idle: %d connections held %s, %d still open after it.", i.Connections, i.Hold, i.Kept)
+		if i.RSSHeld > 0 {
+			how := "measured"
+			if i.Extrapolated {
+				how = "extrapolated"
+			}
+			fmt.Fprintf(w, " Service RSS %s before, %s held: %.1f KiB per connection; at 100,000: %s (%s).", mib(i.RSSBefore), mib(i.RSSHeld), float64(i.PerConnection)/1024, mib(i.At100k), how)
+		}
+		fmt.Fprintln(w)
+	}
+	if d := rep.Delta; d != nil {
+		fmt.Fprintf(w, "Delta: %s image, %s changed in %d places; fetched %s of the %s package (%.1f %%) in %d requests.\n",
+			mib(d.ImageBytes), mib(d.ChangedBytes), d.Places, mib(d.Transferred), mib(d.PackageBytes), 100*d.Ratio, d.Requests)
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }

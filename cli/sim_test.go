@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/opensphere/sphere/sim"
@@ -11,14 +13,16 @@ import (
 // devices and checks correctness only: every device enrolled and
 // certified, zero errors. No test asserts a speed.
 func TestSimSmall(t *testing.T) {
-	dir := t.TempDir()
-	svc := startService(t, filepath.Join(dir, "sphere-data"))
-	admin := cli{t: t, config: filepath.Join(dir, "admin.json")}
-	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
-	for _, sc := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck} {
+	admin := loggedIn(t, t.TempDir())
+	for _, sc := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck, sim.ScenarioIdle} {
 		t.Run(sc, func(t *testing.T) {
+			args := []string{"sim", "--devices", "200", "--scenario", sc, "--concurrency", "16", "--dir", t.TempDir(),
+				"--server-pid", strconv.Itoa(os.Getpid()), "--source-addrs", "127.0.0.1-127.0.0.3"}
+			if sc == sim.ScenarioIdle {
+				args = append(args, "--duration", "1s") // the hold; elsewhere it would repeat the round
+			}
 			var rep sim.Report
-			admin.runJSON(&rep, "sim", "--devices", "200", "--scenario", sc, "--concurrency", "16", "--dir", t.TempDir())
+			admin.runJSON(&rep, args...)
 			if rep.Certified != 200 {
 				t.Errorf("%d of 200 devices certified", rep.Certified)
 			}
@@ -27,6 +31,46 @@ func TestSimSmall(t *testing.T) {
 					t.Errorf("%s: %d ok, %d errors %v; want 200 and none", o.Name, o.Count, o.Errors, o.ErrorKinds)
 				}
 			}
+			if rep.SourceAddrs != 3 || rep.Server == nil || rep.Server.After.RSS == 0 {
+				t.Errorf("report: %d source addresses, service use %+v", rep.SourceAddrs, rep.Server)
+			}
+			if sc == sim.ScenarioIdle && (rep.Idle == nil || rep.Idle.Kept != 200 || rep.Idle.At100k == 0) {
+				t.Errorf("idle: %+v; want 200 connections kept open", rep.Idle)
+			}
 		})
 	}
+	// One device assembles version 2 of an image from version 1's chunks:
+	// it fetches something, and less than the whole package.
+	var rep sim.Report
+	admin.runJSON(&rep, "sim", "--scenario", "delta", "--delta-mib", "4", "--delta-places", "4", "--dir", t.TempDir())
+	if d := rep.Delta; d == nil || d.Transferred <= 0 || d.Transferred >= d.PackageBytes || rep.Certified != 1 {
+		t.Errorf("delta: %+v, %d certified", rep.Delta, rep.Certified)
+	}
+	for _, o := range rep.Ops {
+		if o.Errors != 0 || o.Count != 1 {
+			t.Errorf("delta %s: %d ok, %d errors %v", o.Name, o.Count, o.Errors, o.ErrorKinds)
+		}
+	}
+}
+
+func TestParseSourceAddrs(t *testing.T) {
+	for in, want := range map[string]int{"127.0.0.1": 1, "127.0.0.1-127.0.0.20": 20, "127.0.0.1, 127.0.1.1": 2, "127.0.0.250-127.0.1.5": 12} {
+		if got, err := sim.ParseSourceAddrs(in); err != nil || len(got) != want {
+			t.Errorf("ParseSourceAddrs(%q) = %v, %v; want %d addresses", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "10.0.0.1", "::1", "127.0.0.9-127.0.0.1", "127.0.0.1-10.0.0.1", "localhost", "127.0.0.0-127.0.2.0"} {
+		if _, err := sim.ParseSourceAddrs(in); err == nil {
+			t.Errorf("ParseSourceAddrs(%q) accepted it", in)
+		}
+	}
+}
+
+// loggedIn starts `sphere serve` with its data in dir and returns the CLI
+// logged in as its first operator.
+func loggedIn(t *testing.T, dir string) cli {
+	svc := startService(t, filepath.Join(dir, "sphere-data"))
+	admin := cli{t: t, config: filepath.Join(dir, "admin.json")}
+	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
+	return admin
 }

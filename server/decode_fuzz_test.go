@@ -27,6 +27,8 @@ var bodyShapes = []inputShape{
 	shapeOf(reflect.TypeFor[api.AddRole]()),
 	shapeOf(reflect.TypeFor[api.CreateToken]()),
 	shapeOf(reflect.TypeFor[api.Empty]()), // takes no body at all
+	shapeOf(reflect.TypeFor[api.RegisterDevices]()),
+	shapeOf(reflect.TypeFor[api.ClaimDevices]()),
 }
 
 // queryShapes are request types with query parameters of every kind.
@@ -92,6 +94,11 @@ func FuzzDecodeBody(f *testing.F) {
 		{7, "application/json", `{"name":"ci","expires_in_hours":1e40}`},
 		{7, "application/json", `{"name":"ci","expires_in_hours":-1.5}`},
 		{8, "application/json", `{}`},
+		{9, "application/json", `{"devices":[{"identity_public_key":"a","attestation_public_key":"b","rot":"soft"},{}]}`},
+		{9, "application/json", `{"devices":null}`},
+		{9, "application/json", `{"devices":[[]]}`},
+		{10, "application/json", `{"device_ids":["ab","cd"],"device_group_id":"g"}`},
+		{10, "application/json", `{"device_ids":"ab"}`},
 	} {
 		f.Add(s.shape, s.contentType, []byte(s.body))
 	}

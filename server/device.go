@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"net/http"
 	"sync"
@@ -75,16 +76,11 @@ func (s *Server) authDevice(c *call) error {
 	if !ok || leaf.Subject.CommonName != deviceID {
 		return unauth("it does not name a device")
 	}
-	roots, err := s.trust.pool(c.ctx, tenantID)
+	trust, err := s.trust.entry(c.ctx, tenantID)
 	if err != nil {
 		return err
 	}
-	inter := x509.NewCertPool()
-	for _, ic := range c.r.TLS.PeerCertificates[1:] {
-		inter.AddCert(ic)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: s.now(),
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if err := s.trust.verify(trust, c.r.TLS.PeerCertificates, s.now()); err != nil {
 		return unauth("it does not verify: %v", err)
 	}
 	d, err := s.store.GetDevice(c.ctx, deviceID)
@@ -106,32 +102,44 @@ func (s *Server) authDevice(c *call) error {
 
 // trustCache keeps each tenant's CA pool for a short while, so that mutual
 // TLS does not read the database on every call; a new or revoked CA is seen
-// within trustTTL.
+// within trustTTL. With each pool it remembers which device certificates
+// (by their SHA-256) already verified against it, so that a device calling
+// many times over one connection pays for the chain's signatures (a P-384
+// verification, about a millisecond) once per trustTTL, not per request.
 type trustCache struct {
 	ca  *ca.Authority
 	now func() time.Time
 	mu  sync.Mutex
-	m   map[string]trustEntry
+	m   map[string]*trustEntry
 }
 
 type trustEntry struct {
 	pool    *x509.CertPool
 	expires time.Time
+	// verified maps a certificate's SHA-256 to its NotBefore and NotAfter;
+	// guarded by trustCache.mu and bounded by maxVerified.
+	verified map[[32]byte][2]time.Time
 }
 
-const trustTTL = 30 * time.Second
+const (
+	trustTTL = 30 * time.Second
+	// maxVerified bounds the remembered certificates of one tenant: past
+	// it, certificates are verified on every call until the pool renews.
+	maxVerified = 250_000
+)
 
 func newTrustCache(a *ca.Authority, now func() time.Time) *trustCache {
-	return &trustCache{ca: a, now: now, m: map[string]trustEntry{}}
+	return &trustCache{ca: a, now: now, m: map[string]*trustEntry{}}
 }
 
-func (t *trustCache) pool(ctx context.Context, tenantID string) (*x509.CertPool, error) {
+// entry returns the tenant's trust, read again after trustTTL.
+func (t *trustCache) entry(ctx context.Context, tenantID string) (*trustEntry, error) {
 	now := t.now()
 	t.mu.Lock()
 	e, ok := t.m[tenantID]
 	t.mu.Unlock()
 	if ok && now.Before(e.expires) {
-		return e.pool, nil
+		return e, nil
 	}
 	certs, err := t.ca.TenantTrust(ctx, tenantID)
 	if err != nil {
@@ -141,8 +149,36 @@ func (t *trustCache) pool(ctx context.Context, tenantID string) (*x509.CertPool,
 	for _, c := range certs {
 		p.AddCert(c)
 	}
+	e = &trustEntry{pool: p, expires: now.Add(trustTTL), verified: map[[32]byte][2]time.Time{}}
 	t.mu.Lock()
-	t.m[tenantID] = trustEntry{pool: p, expires: now.Add(trustTTL)}
+	t.m[tenantID] = e
 	t.mu.Unlock()
-	return p, nil
+	return e, nil
+}
+
+// verify checks a presented chain (leaf first) for client authentication
+// against a tenant's CAs (e) at now.
+func (t *trustCache) verify(e *trustEntry, chain []*x509.Certificate, now time.Time) error {
+	leaf := chain[0]
+	sum := sha256.Sum256(leaf.Raw)
+	t.mu.Lock()
+	v, ok := e.verified[sum]
+	t.mu.Unlock()
+	if ok && !now.Before(v[0]) && !now.After(v[1]) {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: e.pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	if len(e.verified) < maxVerified {
+		e.verified[sum] = [2]time.Time{leaf.NotBefore, leaf.NotAfter}
+	}
+	t.mu.Unlock()
+	return nil
 }

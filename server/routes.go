@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -56,11 +57,13 @@ func (s *Server) routeTable() []*route {
 
 		// Devices: registration at manufacture (operators), then tenant claims.
 		{route{Method: post, Path: "/api/v1/devices", Summary: "Register a device's public keys at manufacture", Access: AccessOperator, Action: "device.register", Status: 201}, handle(s.registerDevice)},
+		{route{Method: post, Path: "/api/v1/device-batches", Summary: "Register up to 10,000 devices in one call, all or none (an audit entry per device)", Access: AccessOperator, Action: "device.register_batch", Status: 201, MaxBody: 8 << 20}, handle(s.registerDevices)},
 		{route{Method: get, Path: "/api/v1/devices", Summary: "List every registered device", Access: AccessOperator}, handle(s.listAllDevices)},
 		{route{Method: get, Path: "/api/v1/devices/{device}", Summary: "Show any registered device", Access: AccessOperator}, handle(s.getAnyDevice)},
 		{route{Method: get, Path: t + "/devices", Summary: "List the tenant's devices", Access: AccessTenant, Role: sphere.RoleReader}, handle(s.listDevices)},
 		{route{Method: get, Path: t + "/devices/{device}", Summary: "Show a device", Access: AccessTenant, Role: sphere.RoleReader}, handle(s.getDevice)},
 		{route{Method: post, Path: t + "/devices/{device}/claim", Summary: "Claim a registered device into the tenant", Access: AccessTenant, Role: sphere.RoleContributor, Action: "device.claim"}, handle(s.claimDevice)},
+		{route{Method: post, Path: t + "/device-claims", Summary: "Claim up to 10,000 registered devices into a device group in one call, all or none (an audit entry per device)", Access: AccessTenant, Role: sphere.RoleContributor, Action: "device.claim_batch", MaxBody: 2 << 20}, handle(s.claimDevices)},
 		{route{Method: patch, Path: t + "/devices/{device}", Summary: "Move a device to another device group", Access: AccessTenant, Role: sphere.RoleContributor, Action: "device.update"}, handle(s.updateDevice)},
 		{route{Method: post, Path: t + "/devices/{device}/release", Summary: "Release the tenant's claim on a device (needs confirm: true)", Access: AccessTenant, Role: sphere.RoleAdministrator, Action: "device.release"}, handle(s.releaseDevice)},
 
@@ -279,20 +282,59 @@ func keyBytes(what, s string) ([]byte, error) {
 }
 
 func (s *Server) registerDevice(c *call, in *api.RegisterDevice) (sphere.Device, error) {
-	reg := store.Registration{RoT: in.RoT}
-	var err error
-	if reg.IdentityPublicKey, err = keyBytes("identity_public_key", in.IdentityPublicKey); err != nil {
-		return sphere.Device{}, err
-	}
-	if reg.AttestationPublicKey, err = keyBytes("attestation_public_key", in.AttestationPublicKey); err != nil {
-		return sphere.Device{}, err
-	}
-	if reg.EKCertificate, err = keyBytes("ek_certificate", in.EKCertificate); err != nil {
+	reg, err := registration(in)
+	if err != nil {
 		return sphere.Device{}, err
 	}
 	d, err := s.store.RegisterDevice(c.ctx, reg)
 	c.target = d.ID
 	return d, err
+}
+
+func (s *Server) registerDevices(c *call, in *api.RegisterDevices) (api.DeviceBatch, error) {
+	if len(in.Devices) == 0 || len(in.Devices) > store.MaxBatch {
+		return api.DeviceBatch{}, sphere.Errorf(sphere.EInvalid, "devices: give 1 to %d device records, not %d", store.MaxBatch, len(in.Devices))
+	}
+	regs := make([]store.Registration, len(in.Devices))
+	for i, d := range in.Devices {
+		reg, err := registration(&d)
+		if err != nil {
+			return api.DeviceBatch{}, sphere.Errorf(sphere.EInvalid, "devices[%d]: %s", i, sphere.ErrorMessage(err))
+		}
+		regs[i] = reg
+	}
+	ids, err := s.store.RegisterDevices(c.ctx, regs, s.batchAudit(c, "device.register"))
+	c.target = fmt.Sprintf("%d devices", len(ids))
+	return api.DeviceBatch{Count: len(ids), DeviceIDs: ids}, err
+}
+
+func (s *Server) claimDevices(c *call, in *api.ClaimDevices) (api.DeviceBatch, error) {
+	err := c.tenant.ClaimDevices(c.ctx, in.DeviceIDs, in.DeviceGroup, s.batchAudit(c, "device.claim"))
+	if err != nil {
+		return api.DeviceBatch{}, err
+	}
+	c.target = fmt.Sprintf("%d devices", len(in.DeviceIDs))
+	return api.DeviceBatch{Count: len(in.DeviceIDs), DeviceIDs: in.DeviceIDs}, nil
+}
+
+// batchAudit is the audit entry a bulk call writes for each of its devices,
+// as the single call would (action), with the call's own request id.
+func (s *Server) batchAudit(c *call, action string) *sphere.AuditEntry {
+	return &sphere.AuditEntry{Time: s.now(), ActorID: c.user.ID, Actor: c.user.Name, Action: action, Result: "ok", Status: http.StatusOK, RequestID: requestID(c.ctx)}
+}
+
+// registration decodes the keys of a device record.
+func registration(in *api.RegisterDevice) (store.Registration, error) {
+	reg := store.Registration{RoT: in.RoT}
+	var err error
+	if reg.IdentityPublicKey, err = keyBytes("identity_public_key", in.IdentityPublicKey); err != nil {
+		return reg, err
+	}
+	if reg.AttestationPublicKey, err = keyBytes("attestation_public_key", in.AttestationPublicKey); err != nil {
+		return reg, err
+	}
+	reg.EKCertificate, err = keyBytes("ek_certificate", in.EKCertificate)
+	return reg, err
 }
 
 func (s *Server) listAllDevices(c *call, in *api.ListAllDevices) (sphere.Page[sphere.Device], error) {

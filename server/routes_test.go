@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -15,6 +16,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/store"
 )
 
 // TestRouteTable checks every route of the API against its row in
@@ -541,6 +543,39 @@ func routeCases() map[string]routeCase {
 			noOtherTenant: notTenant,
 			noCross:       "registration at manufacture happens before any tenant claims the device",
 		},
+		"POST /api/v1/device-batches": {
+			status: 201,
+			valid: func(t *testing.T, _ *env) request {
+				return request{path: "/api/v1/device-batches", body: api.RegisterDevices{Devices: []api.RegisterDevice{newRegistration(t), newRegistration(t)}}}
+			},
+			check: func(t *testing.T, e *env, req request, r response) {
+				var b api.DeviceBatch
+				decode(t, r, &b)
+				if b.Count != 2 || len(b.DeviceIDs) != 2 {
+					t.Fatalf("batch = %+v; want 2 devices", b)
+				}
+				for _, id := range b.DeviceIDs {
+					var d sphere.Device
+					e.must(t, e.operator, "GET", "/api/v1/devices/"+id, nil, 200, &d)
+					if d.TenantID != "" {
+						t.Errorf("registered device %+v; want it unclaimed", d)
+					}
+					e.auditedDevice(t, "device.register", id, r.RequestID)
+				}
+			},
+			bad: func(t *testing.T, e *env) request {
+				// The second record is bad: the first is not registered either.
+				good := newRegistration(t)
+				_, der, _ := sphere.ParsePublicKey("identity", []byte(good.IdentityPublicKey))
+				return request{path: "/api/v1/device-batches", body: api.RegisterDevices{Devices: []api.RegisterDevice{good,
+					{IdentityPublicKey: "not a key", AttestationPublicKey: newPublicKeyPEM(t)}}},
+					intact: func(t *testing.T) {
+						e.must(t, e.operator, "GET", "/api/v1/devices/"+sphere.DeviceID(der), nil, 404, nil)
+					}}
+			},
+			noOtherTenant: notTenant,
+			noCross:       "registration at manufacture happens before any tenant claims the device",
+		},
 		"GET /api/v1/devices": {
 			status: 200,
 			valid:  plain("/api/v1/devices?unclaimed=false"),
@@ -627,6 +662,55 @@ func routeCases() map[string]routeCase {
 				{name: "into the other tenant's group", req: func(t *testing.T, e *env) request {
 					d := e.registerDevice(t)
 					return request{path: e.A.path("/devices/" + d.ID + "/claim"), body: api.ClaimDevice{DeviceGroup: e.B.Group.ID},
+						intact: e.unchangedFor(e.operator, "/api/v1/devices/"+d.ID, "tenant_id", nil)}
+				}},
+			},
+		},
+		"POST /api/v1/tenants/{tenant}/device-claims": {
+			status: 200,
+			valid: func(t *testing.T, e *env) request {
+				d1, d2 := e.registerDevice(t), e.registerDevice(t)
+				return request{path: e.A.path("/device-claims"), body: api.ClaimDevices{DeviceIDs: []string{d1.ID, d2.ID}, DeviceGroup: e.A.Group.ID},
+					intact: e.unchangedFor(e.operator, "/api/v1/devices/"+d1.ID, "tenant_id", nil)}
+			},
+			check: func(t *testing.T, e *env, req request, r response) {
+				var b api.DeviceBatch
+				decode(t, r, &b)
+				if b.Count != 2 {
+					t.Fatalf("batch = %+v; want 2 devices", b)
+				}
+				for _, id := range req.body.(api.ClaimDevices).DeviceIDs {
+					var d sphere.Device
+					e.must(t, e.adminA, "GET", e.A.path("/devices/"+id), nil, 200, &d)
+					if d.TenantID != e.A.Tenant.ID || d.DeviceGroupID != e.A.Group.ID || d.ClaimedAt == nil {
+						t.Errorf("claimed device %+v; want it in tenant A's Pilot group", d)
+					}
+					e.auditedDevice(t, "device.claim", id, r.RequestID)
+				}
+			},
+			bad: func(t *testing.T, e *env) request {
+				// The second device is not registered: the first is not claimed either.
+				d := e.registerDevice(t)
+				return request{path: e.A.path("/device-claims"), body: api.ClaimDevices{DeviceIDs: []string{d.ID, "NOT-A-DEVICE-ID"}, DeviceGroup: e.A.Group.ID},
+					intact: e.unchangedFor(e.operator, "/api/v1/devices/"+d.ID, "tenant_id", nil)}
+			},
+			cross: []crossCase{
+				{
+					name: "one claimed by the other tenant",
+					req: func(t *testing.T, e *env) request {
+						d := e.registerDevice(t)
+						return request{path: e.A.path("/device-claims"), body: api.ClaimDevices{DeviceIDs: []string{d.ID, e.B.Device.ID}},
+							intact: func(t *testing.T) {
+								e.unchangedFor(e.operator, "/api/v1/devices/"+d.ID, "tenant_id", nil)(t)
+								e.unchangedFor(e.adminB, e.B.path("/devices/"+e.B.Device.ID), "device_group_id", e.B.Group.ID)(t)
+							}}
+					},
+					status: 409,
+					reason: "a device belongs to one tenant: claiming one another tenant holds is a conflict the caller must be told about, without naming that tenant",
+				},
+				{name: "into the other tenant's group", req: func(t *testing.T, e *env) request {
+					d := e.registerDevice(t)
+					return request{path: e.A.path("/device-claims"), body: api.ClaimDevices{DeviceIDs: []string{d.ID}, DeviceGroup: e.B.Group.ID},
 						intact: e.unchangedFor(e.operator, "/api/v1/devices/"+d.ID, "tenant_id", nil)}
 				}},
 			},
@@ -1223,6 +1307,19 @@ func (e *env) unchanged(path, field string, want any) func(t *testing.T) {
 }
 
 // unchangedFor is unchanged as u. A want of nil means the field is absent.
+// auditedDevice checks that a bulk call (its request id) left an audit
+// entry with action for one of its devices.
+func (e *env) auditedDevice(t *testing.T, action, deviceID, requestID string) {
+	t.Helper()
+	page, err := e.store.ListAllAudit(context.Background(), store.AuditFilter{Action: action, Target: deviceID}, store.PageRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 1 || page.Items[0].RequestID != requestID || page.Items[0].Result != "ok" {
+		t.Errorf("audit entries for %s of %s: %+v; want one of request %s", action, deviceID, page.Items, requestID)
+	}
+}
+
 func (e *env) unchangedFor(u user, path, field string, want any) func(t *testing.T) {
 	return func(t *testing.T) {
 		t.Helper()

@@ -2,7 +2,9 @@
 // each running the agent's real code (software root of trust, attestation,
 // mutual TLS, update checks) against a real security service, with the
 // latency and errors of every operation recorded. It sets the fleet up
-// through the admin API like an operator would.
+// through the admin API's bulk routes like an operator would, spreads its
+// sockets over loopback source addresses, and reads the service's memory
+// and CPU from /proc when it runs on the same host.
 package sim
 
 import (
@@ -10,20 +12,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
+	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/agent"
-	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/client"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/updates"
@@ -38,7 +36,12 @@ const (
 	ScenarioStorm       = "storm"        // every device attests at once
 	ScenarioRenewal     = "renewal"      // attestations at a steady rate, as daily renewal spreads them
 	ScenarioUpdateCheck = "update-check" // every device checks for updates over mutual TLS
+	ScenarioIdle        = "idle"         // every device holds an open mutual-TLS connection
+	ScenarioDelta       = "delta"        // one device assembles a new 64 MiB image from its old one
 )
+
+// Scenarios lists the scenarios in the order the help shows them.
+var Scenarios = []string{ScenarioStorm, ScenarioRenewal, ScenarioUpdateCheck, ScenarioIdle, ScenarioDelta}
 
 // Config configures a run.
 type Config struct {
@@ -59,6 +62,21 @@ type Config struct {
 	Reuse bool
 	// Progress receives a line now and then; nil is quiet.
 	Progress func(format string, args ...any)
+	// SourceAddrs are the loopback addresses the devices' sockets come
+	// from, in turn (ParseSourceAddrs); empty picks one per 20,000 devices
+	// from 127.0.0.1 up.
+	SourceAddrs []netip.Addr
+	// ServerPID, when the service runs on this host, is read from /proc
+	// before and after the scenario for its memory and CPU.
+	ServerPID int
+	// Population registers and claims this many more devices (keys only,
+	// no agent) into the group before the run, so that the service works
+	// with a large fleet's database while Devices run.
+	Population int
+	// DeltaMiB and DeltaPlaces shape the delta scenario: an image of
+	// DeltaMiB (default 64) with 5 % of its bytes overwritten in
+	// DeltaPlaces places (default 16).
+	DeltaMiB, DeltaPlaces int
 }
 
 // Op is one kind of operation and how it fared.
@@ -82,6 +100,25 @@ type Report struct {
 	Ops      []Op          `json:"ops"`
 	// Certified counts devices holding a valid certificate at the end.
 	Certified int `json:"certified"`
+	// SourceAddrs is how many source addresses the sockets came from;
+	// AddrFallbacks how often a dial moved on because one was out of ports.
+	SourceAddrs   int   `json:"source_addrs"`
+	AddrFallbacks int64 `json:"addr_fallbacks"`
+	// Server is the service's memory and CPU over the scenario (after
+	// set-up), when it runs on this host (Config.ServerPID).
+	Server *ServerUse   `json:"server,omitempty"`
+	Idle   *IdleReport  `json:"idle,omitempty"`
+	Delta  *DeltaReport `json:"delta,omitempty"`
+}
+
+// ServerUse is the service's use of this host during the scenario.
+type ServerUse struct {
+	Before, After ProcStats
+	// CPU is the service's CPU time over the scenario, Cores that over
+	// its wall time, and CPUPerOp that over the operations that succeeded.
+	CPU      time.Duration `json:"cpu_ns"`
+	Cores    float64       `json:"cores"`
+	CPUPerOp time.Duration `json:"cpu_per_op_ns"`
 }
 
 // recorder collects latencies of one operation.
@@ -166,26 +203,38 @@ type device struct {
 	agent *agent.Agent
 }
 
+// fleet is what set-up made: the devices and where they are.
+type fleet struct {
+	devs    []*device
+	tenant  string // tenant path, /api/v1/tenants/<id>
+	groupID string
+}
+
 // Run sets up the fleet and runs the scenario.
 func Run(ctx context.Context, cfg Config) (Report, error) {
-	done := func(d *device) {
-		if !cfg.Reuse {
-			d.agent.CloseIdleConnections()
-		}
-	}
 	if cfg.Devices <= 0 || cfg.Devices > 1_000_000 {
 		return Report{}, fmt.Errorf("devices must be between 1 and 1000000")
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4 * runtime.NumCPU()
 	}
-	switch cfg.Scenario {
-	case ScenarioStorm, ScenarioRenewal, ScenarioUpdateCheck:
-	default:
-		return Report{}, fmt.Errorf("scenario %q is not one of storm, renewal, update-check (reports, idle and delta come with their features)", cfg.Scenario)
+	if !slices.Contains(Scenarios, cfg.Scenario) {
+		return Report{}, fmt.Errorf("scenario %q is not one of %s (reports comes with the failure-report route)", cfg.Scenario, strings.Join(Scenarios, ", "))
+	}
+	if cfg.Scenario == ScenarioDelta {
+		cfg.Devices = 1
+	}
+	if cfg.DeltaMiB <= 0 {
+		cfg.DeltaMiB = 64
+	}
+	if cfg.DeltaPlaces <= 0 {
+		cfg.DeltaPlaces = 16
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = func(string, ...any) {}
+	}
+	if len(cfg.SourceAddrs) == 0 {
+		cfg.SourceAddrs = autoSourceAddrs(cfg.Devices)
 	}
 	if cfg.Dir == "" {
 		dir, err := os.MkdirTemp("", "sphere-sim-")
@@ -195,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		defer os.RemoveAll(dir)
 		cfg.Dir = dir
 	}
-	c, err := client.New(client.Config{Server: cfg.Server, Token: cfg.Token, CAFile: cfg.CAFile, Timeout: 2 * time.Minute})
+	c, err := client.New(client.Config{Server: cfg.Server, Token: cfg.Token, CAFile: cfg.CAFile, Timeout: 5 * time.Minute})
 	if err != nil {
 		return Report{}, err
 	}
@@ -209,17 +258,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	} else if roots, err = x509.SystemCertPool(); err != nil {
 		return Report{}, err
 	}
+	dial := &dialer{addrs: cfg.SourceAddrs}
 
 	setupStart := time.Now()
-	devs, err := setup(ctx, cfg, c, roots)
+	fl, err := setup(ctx, cfg, c, roots, dial)
 	if err != nil {
 		return Report{}, fmt.Errorf("sim: setup: %w", err)
 	}
-	rep := Report{Scenario: cfg.Scenario, Devices: cfg.Devices, Setup: time.Since(setupStart)}
+	devs := fl.devs
+	rep := Report{Scenario: cfg.Scenario, Devices: cfg.Devices, Setup: time.Since(setupStart), SourceAddrs: len(cfg.SourceAddrs)}
 	cfg.Progress("set up %d devices in %s", len(devs), rep.Setup.Round(time.Millisecond))
 
-	switch cfg.Scenario {
-	case ScenarioStorm:
+	// done ends a device's operation: without Reuse its connections close.
+	done := func(d *device) {
+		if !cfg.Reuse {
+			d.agent.CloseIdleConnections()
+		}
+	}
+	attestAll := func(name string) {
 		rec := newRecorder()
 		each(ctx, devs, cfg.Concurrency, 0, 0, func(d *device) {
 			t := time.Now()
@@ -227,7 +283,21 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			rec.observe(t, err)
 			done(d)
 		})
-		rep.Ops = append(rep.Ops, rec.op("attest+certificate"))
+		rep.Ops = append(rep.Ops, rec.op(name))
+	}
+	// The service's use is measured over the scenario's main phase.
+	var before ProcStats
+	var phaseStart time.Time
+	startPhase := func() {
+		phaseStart = time.Now()
+		if cfg.ServerPID > 0 {
+			before, _ = ReadProc(cfg.ServerPID)
+		}
+	}
+	startPhase()
+	switch cfg.Scenario {
+	case ScenarioStorm:
+		attestAll("attest+certificate")
 	case ScenarioRenewal:
 		rec := newRecorder()
 		each(ctx, devs, cfg.Concurrency, cfg.Rate, cfg.Duration, func(d *device) {
@@ -238,14 +308,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		})
 		rep.Ops = append(rep.Ops, rec.op("renewal"))
 	case ScenarioUpdateCheck:
-		first := newRecorder()
-		each(ctx, devs, cfg.Concurrency, 0, 0, func(d *device) {
-			t := time.Now()
-			_, err := d.agent.Attest(ctx)
-			first.observe(t, err)
-			done(d)
-		})
-		rep.Ops = append(rep.Ops, first.op("attest+certificate"))
+		attestAll("attest+certificate")
+		startPhase()
 		rec := newRecorder()
 		each(ctx, devs, cfg.Concurrency, cfg.Rate, cfg.Duration, func(d *device) {
 			t := time.Now()
@@ -255,12 +319,41 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			done(d)
 		})
 		rep.Ops = append(rep.Ops, rec.op("update-check"))
+	case ScenarioIdle:
+		cfg.Reuse = true // the connections are the point
+		attestAll("attest+certificate")
+		for _, d := range devs {
+			d.agent.CloseIdleConnections() // only the mutual-TLS ones stay
+		}
+		if rep.Idle, err = runIdle(ctx, cfg, devs, before.RSS, &rep); err != nil {
+			return rep, err
+		}
+	case ScenarioDelta:
+		attestAll("attest+certificate")
+		if rep.Delta, err = runDelta(ctx, cfg, c, fl, &rep); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.ServerPID > 0 {
+		after, err := ReadProc(cfg.ServerPID)
+		if err == nil {
+			u := &ServerUse{Before: before, After: after, CPU: after.CPU - before.CPU}
+			if wall := time.Since(phaseStart); wall > 0 {
+				u.Cores = u.CPU.Seconds() / wall.Seconds()
+			}
+			if last := rep.Ops[len(rep.Ops)-1]; last.Count > 0 {
+				u.CPUPerOp = u.CPU / time.Duration(last.Count)
+			}
+			rep.Server = u
+		}
 	}
 	for _, d := range devs {
 		if c := d.agent.Certificate(); c != nil && time.Now().Before(c.NotAfter) {
 			rep.Certified++
 		}
+		d.agent.CloseIdleConnections()
 	}
+	rep.AddrFallbacks = dial.exhausted.Load()
 	return rep, nil
 }
 
@@ -297,91 +390,4 @@ func each(ctx context.Context, devs []*device, conc int, rate float64, dur time.
 		}
 	}
 	wg.Wait()
-}
-
-// setup makes the devices' roots of trust, registers and claims them
-// through the admin API (in parallel), and allows what they measure.
-func setup(ctx context.Context, cfg Config, c *client.Client, roots *x509.CertPool) ([]*device, error) {
-	tp := "/api/v1/tenants/" + url.PathEscape(cfg.Tenant)
-	var t sphere.Tenant
-	if err := c.Do(ctx, "GET", tp, nil, nil, &t); err != nil {
-		return nil, fmt.Errorf("tenant %q: %w", cfg.Tenant, err)
-	}
-	productName := "Sim " + fmt.Sprint(time.Now().UnixNano()%1_000_000_000)
-	if err := c.Do(ctx, "POST", tp+"/products", nil, api.CreateProduct{Name: productName}, nil); err != nil {
-		return nil, err
-	}
-	var gs sphere.Page[sphere.DeviceGroup]
-	if err := c.Do(ctx, "GET", tp+"/device-groups", url.Values{"product": {productName}, "name": {"Field Test"}}, nil, &gs); err != nil {
-		return nil, err
-	}
-	if len(gs.Items) != 1 {
-		return nil, errors.New("the new product has no Field Test group")
-	}
-	group := gs.Items[0].ID
-	devs := make([]*device, cfg.Devices)
-	var errMu sync.Mutex
-	var firstErr error
-	failed := func() bool { errMu.Lock(); defer errMu.Unlock(); return firstErr != nil }
-	var done atomic.Int64
-	quiet := slog.New(slog.DiscardHandler)
-	idx := make([]*device, cfg.Devices)
-	for i := range idx {
-		idx[i] = &device{}
-	}
-	each(ctx, idx, cfg.Concurrency, 0, 0, func(d *device) {
-		if failed() {
-			return
-		}
-		i := int(done.Add(1)) - 1
-		dir := filepath.Join(cfg.Dir, fmt.Sprintf("d%07d", i))
-		err := func() error {
-			r, err := rot.OpenSoft(dir)
-			if err != nil {
-				return err
-			}
-			rec, err := agent.IdentityRecord(r)
-			if err != nil {
-				return err
-			}
-			if err := c.Do(ctx, "POST", "/api/v1/devices", nil, api.RegisterDevice{IdentityPublicKey: rec.IdentityPublicKey,
-				AttestationPublicKey: rec.AttestationPublicKey, RoT: rec.RoT}, nil); err != nil {
-				return err
-			}
-			if err := c.Do(ctx, "POST", tp+"/devices/"+rec.DeviceID+"/claim", nil, api.ClaimDevice{DeviceGroup: group}, nil); err != nil {
-				return err
-			}
-			a, err := agent.New(agent.Config{Server: cfg.Server, StateDir: dir, RoT: r, ServerRoots: roots, Logger: quiet})
-			if err != nil {
-				return err
-			}
-			if err := a.Measure(); err != nil {
-				return err
-			}
-			d.rot, d.agent = r, a
-			return nil
-		}()
-		if err != nil {
-			errMu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			errMu.Unlock()
-		}
-		if n := done.Load(); n%1000 == 0 {
-			cfg.Progress("registered and claimed %d devices", n)
-		}
-	})
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	copy(devs, idx)
-	// Every device runs the same agent with the same settings.
-	events := devs[0].rot.EventLog()
-	for _, e := range events {
-		if err := c.Do(ctx, "POST", tp+"/measurements", nil, api.AllowMeasurement{Type: e.Type, Digest: e.Digest, Name: "sim " + e.Name}, nil); err != nil {
-			return nil, err
-		}
-	}
-	return devs, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,13 +12,38 @@ import (
 
 // AppendAudit records one audit entry. Seq and, if zero, Time are filled in.
 func (s *Store) AppendAudit(ctx context.Context, e sphere.AuditEntry) error {
-	if e.Time.IsZero() {
-		e.Time = s.now()
-	}
-	_, err := s.exec(ctx, "INSERT INTO audit_log (time, tenant_id, actor_id, actor, action, target, result, status, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		e.Time.UTC().UnixMicro(), nullString(e.TenantID), e.ActorID, e.Actor, e.Action, e.Target, e.Result, e.Status, e.RequestID)
-	if err != nil {
+	if err := appendAudit(ctx, s, e, s.now()); err != nil {
 		return fmt.Errorf("store.AppendAudit: %w", err)
+	}
+	return nil
+}
+
+// execer runs a statement: the Store, or a querier inside a transaction.
+type execer interface {
+	exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func appendAudit(ctx context.Context, x execer, e sphere.AuditEntry, now time.Time) error {
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	_, err := x.exec(ctx, "INSERT INTO audit_log (time, tenant_id, actor_id, actor, action, target, result, status, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		e.Time.UTC().UnixMicro(), nullString(e.TenantID), e.ActorID, e.Actor, e.Action, e.Target, e.Result, e.Status, e.RequestID)
+	return err
+}
+
+// auditEach appends, for each device of a batch, a copy of e that names it,
+// in the batch's transaction; a nil e appends nothing.
+func auditEach(ctx context.Context, q *querier, e *sphere.AuditEntry, ids []string, now time.Time) error {
+	if e == nil {
+		return nil
+	}
+	for _, id := range ids {
+		one := *e
+		one.Target = id
+		if err := appendAudit(ctx, q, one, now); err != nil {
+			return err
+		}
 	}
 	return nil
 }

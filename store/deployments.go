@@ -235,14 +235,30 @@ func (s *Store) UpdateCounts(ctx context.Context, deploymentID string, since tim
 
 // RecordUpdateCheck notes that a device checked for updates: when, the
 // components it reported running (JSON) and its last update error, and
-// clears its check-now flag.
-func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, reported []byte, lastError string) error {
-	_, err := s.exec(ctx, "UPDATE devices SET update_checked_at = ?, reported = ?, update_error = ?, check_now = 0 WHERE id = ?",
-		s.nowMicro(), string(reported), truncate(lastError, 512), deviceID)
-	if err != nil {
-		return fmt.Errorf("store.RecordUpdateCheck: %w", err)
+// clears its check-now flag. To keep the common check read-only it writes
+// only when something changed: the report or error differ, the check-now
+// flag is set, or the stored check time is older than coarse (zero writes
+// every time). The stored check time is therefore up to coarse old. It
+// reports whether it wrote.
+func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, reported []byte, lastError string, coarse time.Duration) (bool, error) {
+	lastError = truncate(lastError, 512)
+	now := s.now()
+	if coarse > 0 {
+		st, err := s.DeviceUpdateStatus(ctx, deviceID)
+		if err != nil {
+			return false, fmt.Errorf("store.RecordUpdateCheck: %w", err)
+		}
+		if !st.CheckNow && st.CheckedAt != nil && now.Sub(*st.CheckedAt) < coarse && !now.Before(*st.CheckedAt) &&
+			string(st.Reported) == string(reported) && st.LastError == lastError {
+			return false, nil
+		}
 	}
-	return nil
+	_, err := s.exec(ctx, "UPDATE devices SET update_checked_at = ?, reported = ?, update_error = ?, check_now = 0 WHERE id = ?",
+		now.UTC().UnixMicro(), string(reported), lastError, deviceID)
+	if err != nil {
+		return false, fmt.Errorf("store.RecordUpdateCheck: %w", err)
+	}
+	return true, nil
 }
 
 // UpdateStatus is what the service knows of a device's updates.

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/opensphere/sphere"
 )
@@ -71,27 +72,80 @@ func (s *Store) RegisterDevice(ctx context.Context, r Registration) (sphere.Devi
 		return d, err
 	}
 	now := s.nowMicro()
-	err = s.tx(ctx, func(q *querier) error {
-		var ak, kind string
-		err := q.queryRow(ctx, "SELECT attestation_key, rot_kind FROM devices WHERE id = ?", d.ID).Scan(&ak, &kind)
-		switch {
-		case err == nil && ak == d.AttestationPublicKey && kind == d.RoT:
-			return nil
-		case err == nil && ak == d.AttestationPublicKey:
-			return sphere.Errorf(sphere.EConflict, "device %s is already registered with root of trust %q, not %q", d.ID, kind, d.RoT)
-		case err == nil:
-			return sphere.Errorf(sphere.EConflict, "device %s is already registered with a different attestation key", d.ID)
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		_, err = q.exec(ctx, "INSERT INTO devices (id, identity_key, attestation_key, ek_cert, rot_kind, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
-			d.ID, d.IdentityPublicKey, d.AttestationPublicKey, d.EKCertificate, d.RoT, now)
-		return err
-	})
-	if err != nil {
+	if err := s.tx(ctx, func(q *querier) error { return register(ctx, q, d, now) }); err != nil {
 		return d, fmt.Errorf("store.RegisterDevice: %w", err)
 	}
 	return s.getDevice(ctx, false, "", d.ID)
+}
+
+// register inserts a parsed registration; the same one again is a no-op.
+func register(ctx context.Context, q *querier, d sphere.Device, now int64) error {
+	var ak, kind string
+	err := q.queryRow(ctx, "SELECT attestation_key, rot_kind FROM devices WHERE id = ?", d.ID).Scan(&ak, &kind)
+	switch {
+	case err == nil && ak == d.AttestationPublicKey && kind == d.RoT:
+		return nil
+	case err == nil && ak == d.AttestationPublicKey:
+		return sphere.Errorf(sphere.EConflict, "device %s is already registered with root of trust %q, not %q", d.ID, kind, d.RoT)
+	case err == nil:
+		return sphere.Errorf(sphere.EConflict, "device %s is already registered with a different attestation key", d.ID)
+	case !errors.Is(err, sql.ErrNoRows):
+		return err
+	}
+	_, err = q.exec(ctx, "INSERT INTO devices (id, identity_key, attestation_key, ek_cert, rot_kind, registered_at) VALUES (?, ?, ?, ?, ?, ?)",
+		d.ID, d.IdentityPublicKey, d.AttestationPublicKey, d.EKCertificate, d.RoT, now)
+	return err
+}
+
+// MaxBatch bounds the devices of one bulk registration or claim.
+const MaxBatch = 10_000
+
+// RegisterDevices registers up to MaxBatch devices in one transaction: all
+// of them, or (on the first bad or conflicting record, which the error
+// names by its index) none. Registering a device again with the same keys
+// is a no-op, as for RegisterDevice. With audit set, the same transaction
+// appends a copy of it for each device (Target set to the device id). It
+// returns the devices' ids in order.
+func (s *Store) RegisterDevices(ctx context.Context, rs []Registration, audit *sphere.AuditEntry) ([]string, error) {
+	if len(rs) == 0 || len(rs) > MaxBatch {
+		return nil, sphere.Errorf(sphere.EInvalid, "devices: give 1 to %d registrations, not %d", MaxBatch, len(rs))
+	}
+	ds := make([]sphere.Device, len(rs))
+	ids := make([]string, len(rs))
+	seen := make(map[string]int, len(rs))
+	for i, r := range rs {
+		d, err := ParseRegistration(r)
+		if err != nil {
+			return nil, atIndex("devices", i, err)
+		}
+		if j, dup := seen[d.ID]; dup {
+			return nil, sphere.Errorf(sphere.EInvalid, "devices[%d]: the same device as devices[%d]", i, j)
+		}
+		seen[d.ID], ds[i], ids[i] = i, d, d.ID
+	}
+	now := s.nowMicro()
+	err := s.tx(ctx, func(q *querier) error {
+		for i, d := range ds {
+			if err := register(ctx, q, d, now); err != nil {
+				return atIndex("devices", i, err)
+			}
+		}
+		return auditEach(ctx, q, audit, ids, s.now())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store.RegisterDevices: %w", err)
+	}
+	return ids, nil
+}
+
+// atIndex puts the index of a batch item in front of its error's message,
+// keeping the code.
+func atIndex(field string, i int, err error) error {
+	var e *sphere.Error
+	if errors.As(err, &e) {
+		return sphere.Errorf(e.Code, "%s[%d]: %s", field, i, e.Message)
+	}
+	return fmt.Errorf("%s[%d]: %w", field, i, err)
 }
 
 const deviceColumns = "d.id, d.identity_key, d.attestation_key, d.ek_cert, d.rot_kind, d.tenant_id, d.device_group_id, g.product_id, d.registered_at, d.claimed_at, " +
@@ -167,33 +221,81 @@ func (t *TenantStore) ClaimDevice(ctx context.Context, id, group string) (sphere
 		groupID = sql.NullString{String: g.ID, Valid: true}
 	}
 	now := t.s.nowMicro()
-	err := t.s.tx(ctx, func(q *querier) error {
-		var owner sql.NullString
-		err := q.queryRow(ctx, "SELECT tenant_id FROM devices WHERE id = ?", id).Scan(&owner)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return sphere.Errorf(sphere.ENotFound, "device %s is not registered; its manufacturer registers it first", id)
-		case err != nil:
-			return err
-		case owner.Valid && owner.String == t.id:
-			return sphere.Errorf(sphere.EConflict, "device %s is already claimed by this tenant", id)
-		case owner.Valid:
-			return sphere.Errorf(sphere.EConflict, "device %s is claimed by another tenant; its owner must release it first", id)
-		}
-		res, err := q.exec(ctx, "UPDATE devices SET tenant_id = ?, device_group_id = ?, claimed_at = ? WHERE id = ? AND tenant_id IS NULL",
-			t.id, groupID, now, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return sphere.Errorf(sphere.EConflict, "device %s was claimed by another tenant meanwhile", id)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := t.s.tx(ctx, func(q *querier) error { return t.claim(ctx, q, id, groupID, now) }); err != nil {
 		return sphere.Device{}, fmt.Errorf("store.ClaimDevice: %w", err)
 	}
 	return t.GetDevice(ctx, id)
+}
+
+// claim claims a registered, unclaimed device into the tenant.
+func (t *TenantStore) claim(ctx context.Context, q *querier, id string, groupID sql.NullString, now int64) error {
+	var owner sql.NullString
+	err := q.queryRow(ctx, "SELECT tenant_id FROM devices WHERE id = ?", id).Scan(&owner)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return sphere.Errorf(sphere.ENotFound, "device %s is not registered; its manufacturer registers it first", id)
+	case err != nil:
+		return err
+	case owner.Valid && owner.String == t.id:
+		return sphere.Errorf(sphere.EConflict, "device %s is already claimed by this tenant", id)
+	case owner.Valid:
+		return sphere.Errorf(sphere.EConflict, "device %s is claimed by another tenant; its owner must release it first", id)
+	}
+	res, err := q.exec(ctx, "UPDATE devices SET tenant_id = ?, device_group_id = ?, claimed_at = ? WHERE id = ? AND tenant_id IS NULL",
+		t.id, groupID, now, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return sphere.Errorf(sphere.EConflict, "device %s was claimed by another tenant meanwhile", id)
+	}
+	return nil
+}
+
+// ClaimDevices claims up to MaxBatch registered devices into the tenant and
+// its device group (id or name; empty leaves them unassigned) in one
+// transaction: all of them, or (on the first device that is not
+// registered or already claimed, which the error names by its index) none.
+// With audit set, the same transaction appends a copy of it for each device
+// (Target set to the device id, the tenant to this one).
+func (t *TenantStore) ClaimDevices(ctx context.Context, ids []string, group string, audit *sphere.AuditEntry) error {
+	if len(ids) == 0 || len(ids) > MaxBatch {
+		return sphere.Errorf(sphere.EInvalid, "device_ids: give 1 to %d devices, not %d", MaxBatch, len(ids))
+	}
+	seen := make(map[string]int, len(ids))
+	for i, id := range ids {
+		if err := sphere.ValidateDeviceID(id); err != nil {
+			return atIndex("device_ids", i, err)
+		}
+		if j, dup := seen[id]; dup {
+			return sphere.Errorf(sphere.EInvalid, "device_ids[%d]: the same device as device_ids[%d]", i, j)
+		}
+		seen[id] = i
+	}
+	var groupID sql.NullString
+	if group != "" {
+		g, err := t.GetDeviceGroup(ctx, group)
+		if err != nil {
+			return err
+		}
+		groupID = sql.NullString{String: g.ID, Valid: true}
+	}
+	now := t.s.nowMicro()
+	err := t.s.tx(ctx, func(q *querier) error {
+		for i, id := range ids {
+			if err := t.claim(ctx, q, id, groupID, now); err != nil {
+				return atIndex("device_ids", i, err)
+			}
+		}
+		if audit != nil {
+			audit.TenantID = t.id
+		}
+		return auditEach(ctx, q, audit, ids, t.s.now())
+	})
+	if err != nil {
+		return fmt.Errorf("store.ClaimDevices: %w", err)
+	}
+	return nil
 }
 
 // MoveDevice puts a claimed device into another device group of the tenant.
@@ -322,7 +424,33 @@ func (t *TenantStore) UnrevokeDevice(ctx context.Context, id string) (sphere.Dev
 // RecordAttestation stores the outcome of a device's attestation and, when
 // it was healthy, the certificate issued, in one transaction.
 func (s *Store) RecordAttestation(ctx context.Context, deviceID string, a sphere.Attestation, cert *IssuedCert) error {
-	err := s.tx(ctx, func(q *querier) error {
+	_, err := s.RecordAnswer(ctx, nil, deviceID, a, cert)
+	return err
+}
+
+// Nonce is a used attestation challenge: its hash, kept until it expires.
+type Nonce struct {
+	Hash    string
+	Expires time.Time
+}
+
+// RecordAnswer is RecordAttestation for the answer to a challenge: in the
+// same transaction (one commit) it marks the challenge n used. If n was
+// already used it writes nothing and reports false; the caller then refuses
+// the answer as a replay. A nil n records like RecordAttestation.
+func (s *Store) RecordAnswer(ctx context.Context, n *Nonce, deviceID string, a sphere.Attestation, cert *IssuedCert) (fresh bool, err error) {
+	err = s.tx(ctx, func(q *querier) error {
+		fresh = true
+		if n != nil {
+			res, err := q.exec(ctx, "INSERT INTO used_nonces (nonce_hash, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING", n.Hash, n.Expires.UTC().UnixMicro())
+			if err != nil {
+				return err
+			}
+			if k, err := res.RowsAffected(); err != nil || k == 0 {
+				fresh = false
+				return err
+			}
+		}
 		if _, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ? WHERE id = ?",
 			a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), deviceID); err != nil {
 			return err
@@ -338,9 +466,9 @@ func (s *Store) RecordAttestation(ctx context.Context, deviceID string, a sphere
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("store.RecordAttestation: %w", err)
+		return false, fmt.Errorf("store.RecordAnswer: %w", err)
 	}
-	return nil
+	return fresh, nil
 }
 
 func truncate(s string, n int) string {

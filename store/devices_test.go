@@ -508,3 +508,59 @@ func TestListDevices(t *testing.T) {
 		}
 	})
 }
+
+// TestDeviceBatches: bulk registration and claim are all or nothing, name
+// the bad item by its index, keep to MaxBatch, and audit each device.
+func TestDeviceBatches(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a, b := s.Tenant(mustTenant(t, s, "A").ID), s.Tenant(mustTenant(t, s, "B").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		r1, r2 := newRegistration(t), newRegistration(t)
+		bad := Registration{IdentityPublicKey: []byte("not a key"), AttestationPublicKey: r1.AttestationPublicKey}
+		if _, err := s.RegisterDevices(ctx, []Registration{r1, bad}, nil); codeOf(err) != sphere.EInvalid || !strings.Contains(err.Error(), "devices[1]") {
+			t.Fatalf("a bad record: %v", err)
+		}
+		if _, err := s.RegisterDevices(ctx, []Registration{r1, r1}, nil); codeOf(err) != sphere.EInvalid {
+			t.Fatalf("the same record twice: %v", err)
+		}
+		if _, err := s.RegisterDevices(ctx, make([]Registration, MaxBatch+1), nil); codeOf(err) != sphere.EInvalid {
+			t.Fatalf("more than MaxBatch: %v", err)
+		}
+		if page, _ := s.ListAllDevices(ctx, false, PageRequest{}); len(page.Items) != 0 {
+			t.Fatalf("refused batches registered %d devices", len(page.Items))
+		}
+		audit := &sphere.AuditEntry{Actor: "ops", ActorID: "u1", Action: "device.register", Result: "ok", RequestID: "req-1"}
+		ids, err := s.RegisterDevices(ctx, []Registration{r1, r2}, audit)
+		if err != nil || len(ids) != 2 {
+			t.Fatalf("RegisterDevices = %v, %v", ids, err)
+		}
+		for _, id := range ids {
+			page, _ := s.ListAllAudit(ctx, AuditFilter{Action: "device.register", Target: id}, PageRequest{})
+			if len(page.Items) != 1 || page.Items[0].RequestID != "req-1" {
+				t.Errorf("audit of %s: %+v", id, page.Items)
+			}
+		}
+		taken := mustClaimedDevice(t, s, b, "")
+		if err := a.ClaimDevices(ctx, []string{ids[0], taken.ID}, g.ID, nil); codeOf(err) != sphere.EConflict || !strings.Contains(err.Error(), "device_ids[1]") {
+			t.Fatalf("claiming another tenant's device: %v", err)
+		}
+		if d, _ := s.GetDevice(ctx, ids[0]); d.TenantID != "" {
+			t.Fatalf("a refused batch claimed %s", ids[0])
+		}
+		if err := a.ClaimDevices(ctx, []string{ids[0], ids[0]}, g.ID, nil); codeOf(err) != sphere.EInvalid {
+			t.Fatalf("the same device twice: %v", err)
+		}
+		if err := a.ClaimDevices(ctx, ids, g.ID, &sphere.AuditEntry{Actor: "alice", Action: "device.claim", Result: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if d, _ := a.GetDevice(ctx, id); d.DeviceGroupID != g.ID {
+				t.Errorf("device %s in group %q; want %s", id, d.DeviceGroupID, g.ID)
+			}
+			if page, _ := a.ListAudit(ctx, AuditFilter{Action: "device.claim", Target: id}, PageRequest{}); len(page.Items) != 1 {
+				t.Errorf("tenant audit of claiming %s: %+v", id, page.Items)
+			}
+		}
+	})
+}

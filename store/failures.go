@@ -21,7 +21,7 @@ var failureChunks = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
 
 // failureInsert returns the prepared INSERT of n rows.
 func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
-	if st, ok := s.stmts.Load(n); ok {
+	if st, ok := s.inserts.Load(n); ok {
 		return st.(*sql.Stmt), nil
 	}
 	var b strings.Builder
@@ -37,7 +37,7 @@ func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prev, loaded := s.stmts.LoadOrStore(n, st); loaded {
+	if prev, loaded := s.inserts.LoadOrStore(n, st); loaded {
 		st.Close()
 		return prev.(*sql.Stmt), nil
 	}

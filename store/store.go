@@ -41,13 +41,14 @@ type Config struct {
 
 // Store is the service's database.
 type Store struct {
-	db  *sql.DB
-	d   dialect
-	now func() time.Time
-	log *slog.Logger
-	// stmts holds statements prepared once and reused (failure-report
-	// inserts by row count; see failures.go).
-	stmts sync.Map
+	db    *sql.DB
+	d     dialect
+	now   func() time.Time
+	log   *slog.Logger
+	stmts stmtCache
+	// inserts holds the failure-report INSERTs by row count (see
+	// failures.go), prepared on every dialect.
+	inserts sync.Map
 }
 
 // Open connects to the database and applies any pending migrations.
@@ -105,7 +106,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	s.inserts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	s.stmts.close()
 	return s.db.Close()
 }
 
@@ -209,17 +211,80 @@ func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.
 	return q.tx.QueryRowContext(ctx, q.d.rebind(query), args...)
 }
 
-// Queries outside a transaction.
+// Queries outside a transaction. On SQLite they run as prepared
+// statements kept between calls: parsing and planning a statement costs
+// more than running the short ones of the device routes (PostgreSQL's
+// driver keeps its own statement cache).
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := s.stmts.get(ctx, s, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return s.db.QueryContext(ctx, s.d.rebind(query), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := s.stmts.get(ctx, s, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return s.db.QueryRowContext(ctx, s.d.rebind(query), args...)
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := s.stmts.get(ctx, s, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return s.db.ExecContext(ctx, s.d.rebind(query), args...)
+}
+
+// stmtCache holds prepared statements by their text, for SQLite. The
+// queries of this package are constants (paging and filters only change
+// arguments), so it stays small; maxStmts bounds it all the same.
+type stmtCache struct {
+	mu sync.RWMutex
+	m  map[string]*sql.Stmt
+}
+
+const maxStmts = 512
+
+// get returns the prepared statement for query, or nil to run it
+// unprepared (PostgreSQL, a full cache, or a failed prepare, whose error
+// the unprepared run then reports).
+func (c *stmtCache) get(ctx context.Context, s *Store, query string) *sql.Stmt {
+	if s.d.name != "sqlite" {
+		return nil
+	}
+	c.mu.RLock()
+	st, ok := c.m[query]
+	c.mu.RUnlock()
+	if ok {
+		return st
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[query]; ok {
+		return st
+	}
+	if len(c.m) >= maxStmts {
+		return nil
+	}
+	st, err := s.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[query] = st
+	return st
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m = nil
 }
 
 // randomBytes fills n bytes from the system CSPRNG.

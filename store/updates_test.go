@@ -119,11 +119,61 @@ func TestImagesAndDeployments(t *testing.T) {
 		if !st.CheckNow || st.CheckedAt != nil {
 			t.Errorf("status before a check: %+v", st)
 		}
-		s.RecordUpdateCheck(ctx, dev.ID, []byte(`[{"component_id":"c1"}]`), "disk full")
+		s.RecordUpdateCheck(ctx, dev.ID, []byte(`[{"component_id":"c1"}]`), "disk full", 0)
 		st, _ = s.DeviceUpdateStatus(ctx, dev.ID)
 		if st.CheckNow || st.CheckedAt == nil || st.LastError != "disk full" || string(st.Reported) == "" {
 			t.Errorf("status after a check: %+v", st)
 		}
+	})
+}
+
+// TestRecordUpdateCheckCoarse: an unchanged check writes nothing until the
+// stored time is older than the interval; a new report, a new error or the
+// check-now flag write at once.
+func TestRecordUpdateCheckCoarse(t *testing.T) {
+	clock := newTestClock()
+	eachStoreWith(t, Config{Now: clock.Now}, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		dev := mustClaimedDevice(t, s, a, g.ID)
+		start := clock.Now()
+		rep := []byte(`[{"component_id":"c1"}]`)
+		steps := []struct {
+			name       string
+			advance    time.Duration
+			checkNow   bool
+			rep, error string
+			wrote      bool
+		}{
+			{"first check", 0, false, string(rep), "", true},
+			{"same report a minute later", time.Minute, false, string(rep), "", false},
+			{"check-now set", time.Minute, true, string(rep), "", true},
+			{"new report", time.Minute, false, `[]`, "", true},
+			{"new error", time.Minute, false, `[]`, "disk full", true},
+			{"same again", time.Minute, false, `[]`, "disk full", false},
+			{"an hour on", time.Hour, false, `[]`, "disk full", true},
+		}
+		for _, st := range steps {
+			clock.Advance(st.advance)
+			if st.checkNow {
+				if err := a.SetCheckNow(ctx, dev.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wrote, err := s.RecordUpdateCheck(ctx, dev.ID, []byte(st.rep), st.error, time.Hour)
+			if err != nil || wrote != st.wrote {
+				t.Errorf("%s: wrote %v, %v; want %v", st.name, wrote, err, st.wrote)
+			}
+			got, _ := s.DeviceUpdateStatus(ctx, dev.ID)
+			if got.CheckNow || got.CheckedAt == nil || string(got.Reported) != st.rep || got.LastError != st.error {
+				t.Errorf("%s: status %+v", st.name, got)
+			}
+			if wrote && !got.CheckedAt.Equal(clock.Now()) {
+				t.Errorf("%s: checked at %v, want %v", st.name, got.CheckedAt, clock.Now())
+			}
+		}
+		clock.Set(start)
 	})
 }
 

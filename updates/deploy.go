@@ -87,6 +87,7 @@ func (s *Service) Advance(ctx context.Context, tenantID string, d sphere.Deploym
 	if _, err := ts.UpdateRollout(ctx, d.ID, d.State, st.State, st.Reason, st.Wave, st.WaveStarted); err != nil {
 		return d, err
 	}
+	s.views.forget(tenantID, d.DeviceGroupID)
 	if st.State == sphere.DeploymentHalted {
 		s.log.Warn("rollout halted", "tenant", tenantID, "deployment", d.ID, "reason", st.Reason)
 	}
@@ -133,6 +134,7 @@ func (s *Service) SetState(ctx context.Context, tenantID, deploymentID, action, 
 	if err != nil {
 		return d, err
 	}
+	s.views.forget(tenantID, d.DeviceGroupID)
 	if !changed {
 		return d, sphere.Errorf(sphere.EConflict, "deployment %s changed meanwhile; look at it again", d.ID)
 	}
@@ -169,38 +171,47 @@ type CheckResult struct {
 	Reasons []string `json:"reasons,omitempty"`
 }
 
-// Check answers a device's update check: it records the report, moves the
-// rollout on, and returns the targets the device should run now.
+// CheckRecordInterval is how old a device's stored last-check time may get
+// before a check that reports nothing new writes it again: an unchanged
+// check, the common one, only reads the database.
+const CheckRecordInterval = time.Hour
+
+// Check answers a device's update check: it records the report (when it
+// changed, or the check-now flag was set, or the stored check time is older
+// than CheckRecordInterval), moves the rollout on, and returns the targets
+// the device should run now.
 func (s *Service) Check(ctx context.Context, dev sphere.Device, rep Report) (CheckResult, error) {
 	if len(rep.Components) > 256 {
 		return CheckResult{}, sphere.Errorf(sphere.EInvalid, "at most 256 components")
 	}
 	raw, _ := json.Marshal(rep.Components)
-	if err := s.st.RecordUpdateCheck(ctx, dev.ID, raw, rep.LastError); err != nil {
+	if _, err := s.st.RecordUpdateCheck(ctx, dev.ID, raw, rep.LastError, CheckRecordInterval); err != nil {
 		return CheckResult{}, err
 	}
 	if dev.TenantID == "" || dev.DeviceGroupID == "" {
 		return CheckResult{Targets: []Target{}, Reasons: []string{"the device is not in a device group"}}, nil
 	}
-	ts := s.st.Tenant(dev.TenantID)
-	g, err := ts.GetDeviceGroup(ctx, dev.DeviceGroupID)
+	v, err := s.groupView(ctx, dev.TenantID, dev.DeviceGroupID)
 	if err != nil {
 		return CheckResult{}, err
 	}
-	targets, dep, err := s.groupTargets(ctx, dev.TenantID, g)
-	if err != nil {
-		return CheckResult{}, err
-	}
+	g, targets, dep := v.group, v.targets, v.dep
 	res := CheckResult{Targets: []Target{}}
 	if dep != nil {
-		d, err := s.Advance(ctx, dev.TenantID, *dep)
+		res.DeploymentID = dep.ID
+		state, err := s.recordProgress(ctx, dev, *dep, rep)
 		if err != nil {
 			return CheckResult{}, err
 		}
-		dep = &d
-		res.DeploymentID = d.ID
-		if err := s.recordProgress(ctx, dev, d, rep); err != nil {
-			return CheckResult{}, err
+		if state == sphere.UpdateFailed || state == sphere.UpdateRolledBack {
+			// A failure may halt the rollout: decide now, not when the
+			// cached view of the group expires.
+			d, err := s.Advance(ctx, dev.TenantID, *dep)
+			if err != nil {
+				return CheckResult{}, err
+			}
+			dep = &d
+			s.views.forget(dev.TenantID, dev.DeviceGroupID)
 		}
 	}
 	reached := dep != nil && InRollout(*dep, dev.ID)
@@ -223,8 +234,9 @@ func (s *Service) Check(ctx context.Context, dev sphere.Device, rep Report) (Che
 	return res, nil
 }
 
-// recordProgress turns a device's report into its state in the rollout.
-func (s *Service) recordProgress(ctx context.Context, dev sphere.Device, d sphere.Deployment, rep Report) error {
+// recordProgress turns a device's report into its state in the rollout. It
+// returns the state it wrote, or "" when nothing changed.
+func (s *Service) recordProgress(ctx context.Context, dev sphere.Device, d sphere.Deployment, rep Report) (string, error) {
 	have := map[string]bool{}
 	for _, c := range rep.Components {
 		have[c.ImageID] = true
@@ -246,13 +258,13 @@ func (s *Service) recordProgress(ctx context.Context, dev sphere.Device, d spher
 	case InRollout(d, dev.ID) && d.State == sphere.DeploymentActive:
 		state = sphere.UpdatePending
 	default:
-		return nil
+		return "", nil
 	}
 	cur, err := s.st.DeviceUpdate(ctx, dev.ID, d.ID)
 	if err == nil && (cur.State == state || cur.State == sphere.UpdateVerified && state == sphere.UpdateInstalled) {
-		return nil
+		return "", nil
 	}
-	return s.st.SetDeviceUpdate(ctx, sphere.DeviceUpdate{DeviceID: dev.ID, DeploymentID: d.ID, State: state, Reason: reason})
+	return state, s.st.SetDeviceUpdate(ctx, sphere.DeviceUpdate{DeviceID: dev.ID, DeploymentID: d.ID, State: state, Reason: reason})
 }
 
 // reasons explains, in words for people, why a group's device gets what it
@@ -295,10 +307,12 @@ type Explanation struct {
 	StateReason  string              `json:"state_reason,omitempty"`
 	Offered      []Target            `json:"offered"`
 	Reasons      []string            `json:"reasons"`
-	LastCheck    *time.Time          `json:"last_check,omitempty"`
-	LastError    string              `json:"last_error,omitempty"`
-	Reported     json.RawMessage     `json:"reported,omitempty"`
-	CheckNow     bool                `json:"check_now"`
+	// LastCheck is coarse: a check that reports nothing new is recorded
+	// only when the stored time is older than CheckRecordInterval (1 h).
+	LastCheck *time.Time      `json:"last_check,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
+	Reported  json.RawMessage `json:"reported,omitempty"`
+	CheckNow  bool            `json:"check_now"`
 }
 
 // Explain says what the service would offer a device now and why.

@@ -36,6 +36,11 @@ type Config struct {
 	RetailEvalLead time.Duration
 	// MaxImageBytes bounds an uploaded package; zero means 4 GiB.
 	MaxImageBytes int64
+	// GroupCacheTTL is how long an update check may use a group's
+	// targets and deployment as read before (zero reads them at every
+	// check). Changes made through this Service are seen at once; those of
+	// other replicas, or made in the store directly, within the TTL.
+	GroupCacheTTL time.Duration
 }
 
 // Service is the service side of updates.
@@ -48,6 +53,7 @@ type Service struct {
 	log   *slog.Logger
 	lead  time.Duration
 	max   int64
+	views viewCache
 }
 
 // New makes a Service. A nil cfg.TUF gets a repository kept in cfg.Store.
@@ -62,7 +68,8 @@ func New(cfg Config) (*Service, error) {
 		}
 		cfg.TUF = repo
 	}
-	s := &Service{st: cfg.Store, blobs: cfg.Blobs, tuf: cfg.TUF, kek: cfg.KEK, now: cfg.Now, log: cfg.Log, lead: cfg.RetailEvalLead, max: cfg.MaxImageBytes}
+	s := &Service{st: cfg.Store, blobs: cfg.Blobs, tuf: cfg.TUF, kek: cfg.KEK, now: cfg.Now, log: cfg.Log, lead: cfg.RetailEvalLead, max: cfg.MaxImageBytes,
+		views: viewCache{ttl: cfg.GroupCacheTTL}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -347,6 +354,7 @@ func targetOf(groupID string, im sphere.Image, osRelease bool) Target {
 
 // SyncGroup publishes a group's targets in the tenant's TUF repository.
 func (s *Service) SyncGroup(ctx context.Context, tenantID, groupID string) error {
+	s.views.forget(tenantID, groupID)
 	g, err := s.st.Tenant(tenantID).GetDeviceGroup(ctx, groupID)
 	if err != nil {
 		return err

@@ -41,6 +41,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, devices int, groupName string) *fixture {
 	t.Helper()
+	return newFixtureTTL(t, devices, groupName, 0)
+}
+
+// newFixtureTTL is newFixture with the service's group cache on for ttl.
+func newFixtureTTL(t *testing.T, devices int, groupName string, ttl time.Duration) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	clk := &clock{t: time.Now().UTC()}
 	dir := t.TempDir()
@@ -51,7 +57,7 @@ func newFixture(t *testing.T, devices int, groupName string) *fixture {
 	t.Cleanup(func() { st.Close() })
 	blobs, _ := blob.NewFS(filepath.Join(dir, "blobs"))
 	kek, _ := ca.NewKEK(bytes.Repeat([]byte{5}, 32))
-	svc, err := New(Config{Store: st, Blobs: blobs, KEK: kek, Now: clk.Now})
+	svc, err := New(Config{Store: st, Blobs: blobs, KEK: kek, Now: clk.Now, GroupCacheTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +107,16 @@ func (f *fixture) image(t *testing.T, kind image.Kind, version string) sphere.Im
 // TestRollout walks a deployment through its waves with an injected clock
 // and halts it when the failure ratio crosses the threshold; the reason is
 // on the deployment and in every device's explanation.
+// TestRollout runs with the group cache off and on: the rollout moves and
+// halts the same either way.
 func TestRollout(t *testing.T) {
+	for _, ttl := range []time.Duration{0, time.Second} {
+		t.Run(fmt.Sprint("cache ", ttl), func(t *testing.T) { testRollout(t, newFixtureTTL(t, 200, "Field Test", ttl)) })
+	}
+}
+
+func testRollout(t *testing.T, f *fixture) {
 	ctx := context.Background()
-	f := newFixture(t, 200, "Field Test")
 	im := f.image(t, image.KindApp, "2.0.0")
 	d, err := f.svc.CreateDeployment(ctx, f.ts.ID(), f.group.ID, []string{im.ID},
 		RolloutOptions{Waves: []int{10, 50, 100}, Dwell: time.Hour, FailurePermille: 200, MinSample: 10}, "alice")
@@ -188,6 +201,53 @@ func TestRollout(t *testing.T) {
 	}
 	if _, err := f.svc.SetState(ctx, f.ts.ID(), d.ID, "resume", "", "bob"); sphere.ErrorCode(err) != sphere.EPrecondition {
 		t.Errorf("resuming an active rollout: %v", err)
+	}
+}
+
+// TestGroupCache: with the group cache on, changes made through the
+// Service are seen at the next check, and changes made elsewhere (another
+// replica, the store) once the TTL has passed.
+func TestGroupCache(t *testing.T) {
+	ctx := context.Background()
+	f := newFixtureTTL(t, 1, "Field Test", time.Minute)
+	dev := f.devices[0]
+	check := func() CheckResult {
+		t.Helper()
+		res, err := f.svc.Check(ctx, dev, Report{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := check(); res.DeploymentID != "" || len(res.Targets) != 0 {
+		t.Fatalf("first check = %+v", res)
+	}
+	// Through the Service: seen at once.
+	im := f.image(t, image.KindApp, "2.0.0")
+	d, err := f.svc.CreateDeployment(ctx, f.ts.ID(), f.group.ID, []string{im.ID}, RolloutOptions{Waves: []int{100}}, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := check(); res.DeploymentID != d.ID || len(res.Targets) != 1 {
+		t.Fatalf("check after the deployment = %+v", res)
+	}
+	if _, err := f.svc.SetState(ctx, f.ts.ID(), d.ID, "pause", "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if res := check(); len(res.Targets) != 0 {
+		t.Fatalf("a paused deployment is still offered: %+v", res)
+	}
+	// In the store directly (as another replica would): seen after the TTL.
+	policy := string(sphere.PolicyNoUpdates)
+	if _, err := f.ts.UpdateDeviceGroup(ctx, f.group.ID, store.DeviceGroupUpdate{UpdatePolicy: &policy}); err != nil {
+		t.Fatal(err)
+	}
+	if res := check(); strings.Contains(strings.Join(res.Reasons, " "), "NoUpdates") {
+		t.Fatalf("the policy was seen before the TTL; is the cache on? %v", res.Reasons)
+	}
+	f.clk.Advance(time.Minute)
+	if res := check(); !strings.Contains(strings.Join(res.Reasons, " "), "NoUpdates") {
+		t.Errorf("the policy is not seen after the TTL: %v", res.Reasons)
 	}
 }
 
