@@ -34,7 +34,8 @@ Scenarios:
                 (default 10s); with --server-pid, the service's memory per connection
   delta         one device holding a 64 MiB image assembles version 2 (5 % changed in place)
                 from its chunks; bytes transferred against the full package
-(reports, failure-report ingest, comes with the device's failure-report route.)
+  reports       every device attests, queues --report-events failure events in its on-disk queue
+                (not measured), then all upload at once with the agent's uploader; events/s ingested
 
 Output: per operation the count, rate, latency p50/p90/p99/max and errors by kind;
 with --server-pid (a service on this host) its RSS and CPU over the scenario.
@@ -98,6 +99,7 @@ it is a load generator.`,
 	fl.IntVar(&cfg.Population, "population", 0, "register and claim this many more devices (keys only) first, for a large fleet's database")
 	fl.IntVar(&cfg.DeltaMiB, "delta-mib", 64, "image size of the delta scenario, MiB")
 	fl.IntVar(&cfg.DeltaPlaces, "delta-places", 16, "places the delta scenario changes (5 % of the image in all)")
+	fl.IntVar(&cfg.ReportEvents, "report-events", 1000, "failure events each device queues and uploads in the reports scenario")
 	return cmd
 }
 
@@ -123,6 +125,10 @@ func (a *app) simSummary(rep sim.Report) {
 			fmt.Fprintf(w, " Service RSS %s before, %s held: %.1f KiB per connection; at 100,000: %s (%s).", mib(i.RSSBefore), mib(i.RSSHeld), float64(i.PerConnection)/1024, mib(i.At100k), how)
 		}
 		fmt.Fprintln(w)
+	}
+	if r := rep.Reports; r != nil {
+		fmt.Fprintf(w, "Reports: %d events queued, %d stored (%d duplicates) in %s: %.0f events/s.\n",
+			r.Events, r.Accepted, r.Duplicates, r.Wall.Round(time.Millisecond), r.PerSecond)
 	}
 	if d := rep.Delta; d != nil {
 		fmt.Fprintf(w, "Delta: %s image, %s changed in %d places; fetched %s of the %s package (%.1f %%) in %d requests.\n",

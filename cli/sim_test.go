@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/sim"
 )
 
@@ -50,6 +51,23 @@ func TestSimSmall(t *testing.T) {
 		if o.Errors != 0 || o.Count != 1 {
 			t.Errorf("delta %s: %d ok, %d errors %v", o.Name, o.Count, o.Errors, o.ErrorKinds)
 		}
+	}
+
+	// Failure-report ingest: every queued event is stored, once.
+	rep = sim.Report{}
+	admin.runJSON(&rep, "sim", "--scenario", "reports", "--devices", "20", "--report-events", "60", "--dir", t.TempDir())
+	if r := rep.Reports; r == nil || r.Events != 1200 || r.Accepted != 1200 || r.Duplicates != 0 {
+		t.Errorf("reports: %+v; want 1200 events stored once", rep.Reports)
+	}
+	for _, o := range rep.Ops {
+		if o.Errors != 0 || o.Count != 20 {
+			t.Errorf("reports %s: %d ok, %d errors %v", o.Name, o.Count, o.Errors, o.ErrorKinds)
+		}
+	}
+	var list []sphere.FailureReport
+	admin.runJSON(&list, "error-report", "list", "--format", "json")
+	if len(list) < 1200 {
+		t.Errorf("error-report list shows %d reports; want the 1200 uploaded", len(list))
 	}
 }
 

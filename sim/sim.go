@@ -38,10 +38,11 @@ const (
 	ScenarioUpdateCheck = "update-check" // every device checks for updates over mutual TLS
 	ScenarioIdle        = "idle"         // every device holds an open mutual-TLS connection
 	ScenarioDelta       = "delta"        // one device assembles a new 64 MiB image from its old one
+	ScenarioReports     = "reports"      // every device uploads its queue of failure reports at once
 )
 
 // Scenarios lists the scenarios in the order the help shows them.
-var Scenarios = []string{ScenarioStorm, ScenarioRenewal, ScenarioUpdateCheck, ScenarioIdle, ScenarioDelta}
+var Scenarios = []string{ScenarioStorm, ScenarioRenewal, ScenarioUpdateCheck, ScenarioIdle, ScenarioDelta, ScenarioReports}
 
 // Config configures a run.
 type Config struct {
@@ -77,6 +78,9 @@ type Config struct {
 	// DeltaMiB (default 64) with 5 % of its bytes overwritten in
 	// DeltaPlaces places (default 16).
 	DeltaMiB, DeltaPlaces int
+	// ReportEvents is how many failure events each device queues for the
+	// reports scenario; zero means 1,000.
+	ReportEvents int
 }
 
 // Op is one kind of operation and how it fared.
@@ -106,9 +110,10 @@ type Report struct {
 	AddrFallbacks int64 `json:"addr_fallbacks"`
 	// Server is the service's memory and CPU over the scenario (after
 	// set-up), when it runs on this host (Config.ServerPID).
-	Server *ServerUse   `json:"server,omitempty"`
-	Idle   *IdleReport  `json:"idle,omitempty"`
-	Delta  *DeltaReport `json:"delta,omitempty"`
+	Server  *ServerUse     `json:"server,omitempty"`
+	Idle    *IdleReport    `json:"idle,omitempty"`
+	Delta   *DeltaReport   `json:"delta,omitempty"`
+	Reports *ReportsReport `json:"reports,omitempty"`
 }
 
 // ServerUse is the service's use of this host during the scenario.
@@ -219,7 +224,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.Concurrency = 4 * runtime.NumCPU()
 	}
 	if !slices.Contains(Scenarios, cfg.Scenario) {
-		return Report{}, fmt.Errorf("scenario %q is not one of %s (reports comes with the failure-report route)", cfg.Scenario, strings.Join(Scenarios, ", "))
+		return Report{}, fmt.Errorf("scenario %q is not one of %s", cfg.Scenario, strings.Join(Scenarios, ", "))
 	}
 	if cfg.Scenario == ScenarioDelta {
 		cfg.Devices = 1
@@ -229,6 +234,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	if cfg.DeltaPlaces <= 0 {
 		cfg.DeltaPlaces = 16
+	}
+	if cfg.ReportEvents <= 0 {
+		cfg.ReportEvents = 1000
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = func(string, ...any) {}
@@ -331,6 +339,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	case ScenarioDelta:
 		attestAll("attest+certificate")
 		if rep.Delta, err = runDelta(ctx, cfg, c, fl, &rep); err != nil {
+			return rep, err
+		}
+	case ScenarioReports:
+		attestAll("attest+certificate")
+		if rep.Reports, err = runReports(ctx, cfg, devs, &rep, startPhase); err != nil {
 			return rep, err
 		}
 	}
