@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,9 +48,11 @@ var (
 	stormN      = flag.Int("storm", 2000, "devices in the storm scenario")
 	reuseN      = flag.Int("reuse", 1000, "devices in the renewal and update-check scenarios")
 	population  = flag.Int("population", 100_000, "registered devices in the database during update checks")
+	reportsN    = flag.Int("reports", 100, "devices in the reports scenario, each uploading 1,000 failure events")
 	idleN       = flag.Int("idle", 10_000, "devices holding connections in the idle scenario (at most the open-file limit less a margin)")
 	duration    = flag.Duration("duration", 15*time.Second, "length of the renewal and update-check scenarios")
 	onSQLite    = flag.Bool("sqlite", true, "run the scenarios on SQLite (PostgreSQL runs too when SPHERE_TEST_POSTGRES is set)")
+	only        = flag.String("only", "", "comma-separated groups to run: arm, ceiling, storm, reuse, idle, reports, agent (default: all)")
 	agentSample = flag.Duration("agent-sample", 30*time.Second, "how long the idle agent's CPU is sampled")
 )
 
@@ -76,9 +79,13 @@ func main() {
 	log.Printf("machine: %s", machine)
 
 	var figs []figure
-	figs = append(figs, armSize(ctx, work)...)
+	if want("arm") {
+		figs = append(figs, armSize(ctx, work)...)
+	}
 	ceil := cryptoCeiling(ctx)
-	figs = append(figs, ceil.figures()...)
+	if want("ceiling") {
+		figs = append(figs, ceil.figures()...)
+	}
 
 	var dbs []string
 	if *onSQLite {
@@ -90,7 +97,9 @@ func main() {
 	for _, db := range dbs {
 		figs = append(figs, scenarios(ctx, bin, work, db, ceil)...)
 	}
-	figs = append(figs, agentIdle(ctx, bin, work)...)
+	if want("agent") {
+		figs = append(figs, agentIdle(ctx, bin, work)...)
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Measured against the DESIGN targets (`go run ./bench`, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
@@ -105,6 +114,11 @@ func main() {
 	}
 	check(os.WriteFile(*out, []byte(b.String()), 0o644))
 	log.Printf("wrote %s", *out)
+}
+
+// want says whether -only asks for a group of figures.
+func want(group string) bool {
+	return *only == "" || slices.Contains(strings.Split(*only, ","), group)
 }
 
 func check(err error) {
@@ -322,7 +336,7 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 	var figs []figure
 	on := func(s *service) string { return " (" + s.dbName + ")" }
 	// Storm: every device attests at once on new TLS connections.
-	{
+	if want("storm") {
 		s := startService(ctx, bin, work, db)
 		var rates, p99s []float64
 		var cmd string
@@ -337,7 +351,7 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		s.stop()
 	}
 	// Renewal and update checks with connection reuse, in a large fleet.
-	{
+	if want("reuse") {
 		s := startService(ctx, bin, work, db)
 		dur := duration.String()
 		var rates, p99s []float64
@@ -373,7 +387,7 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		s.stop()
 	}
 	// Idle connections on a fresh service, and the delta update.
-	{
+	if want("idle") {
 		s := startService(ctx, bin, work, db)
 		rep, c := s.sim(ctx, bin, "--devices", strconv.Itoa(*idleN), "--scenario", "idle", "--concurrency", "64", "--duration", "10s")
 		if i := rep.Idle; i != nil && i.RSSHeld > 0 {
@@ -399,6 +413,26 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		if rep.Delta != nil {
 			figs = append(figs, figure{"the same in 16 places" + on(s), fmt.Sprintf("%.1f %%", 100*rep.Delta.Ratio), "≤ 10 %", fmt.Sprintf("%.2f", rep.Delta.Ratio/0.10), c})
 		}
+		s.stop()
+	}
+	// Failure-report ingest: every device uploads its on-disk queue at once.
+	if want("reports") {
+		s := startService(ctx, bin, work, db)
+		var rates, cpu []float64
+		var cmd string
+		for range *runs {
+			rep, c := s.sim(ctx, bin, "--devices", strconv.Itoa(*reportsN), "--scenario", "reports", "--report-events", "1000", "--concurrency", "16")
+			if rep.Reports != nil {
+				rates = append(rates, rep.Reports.PerSecond)
+			}
+			if rep.Server != nil && rep.Reports != nil && rep.Reports.Accepted > 0 {
+				cpu = append(cpu, float64(rep.Server.CPU)/float64(rep.Reports.Accepted))
+			}
+			cmd = c
+		}
+		r := median(rates)
+		figs = append(figs, figure{fmt.Sprintf("failure-report ingest, %d devices uploading 1,000 events each", *reportsN) + on(s),
+			fmt.Sprintf("%.0f events/s (service CPU %s per event)", r, time.Duration(median(cpu)).Round(100*time.Nanosecond)), "≥ 50,000 /s", fmt.Sprintf("%.2f", r/50000), cmd})
 		s.stop()
 	}
 	return figs
