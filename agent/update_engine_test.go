@@ -246,6 +246,15 @@ func TestUpdateEngineApps(t *testing.T) {
 	if f := failures(sphere.FailureUpdateFailed); len(f) != 1 || !strings.Contains(f[0].Description, "security version 1 is below 2") {
 		t.Errorf("failure reports of the refused rollback attack: %+v", f)
 	}
+	// v2, the device's last verified image, is in neither the current
+	// deployment (4) nor the previous one (3): the device keeps its
+	// certificate all the same.
+	if err := d.agent.Measure(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.agent.Attest(ctx); err != nil {
+		t.Errorf("attesting on the last verified v2 after the refused rollback attack: %v (%+v)", err, res)
+	}
 
 	// An install interrupted before its switch (here v3, as if a restart
 	// cut its download) is dropped once the service no longer offers it.

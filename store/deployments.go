@@ -213,6 +213,27 @@ func (s *Store) DeviceUpdate(ctx context.Context, deviceID, deploymentID string)
 	return u, nil
 }
 
+// LastVerifiedHas reports whether the deployment a device most recently
+// verified (a healthy attestation measured all its images) holds imageID:
+// the device's last known-good software, which it keeps running when a
+// later deployment fails its health check or is refused as a rollback.
+func (s *Store) LastVerifiedHas(ctx context.Context, deviceID, imageID string) (bool, error) {
+	var depID string
+	err := s.queryRow(ctx, "SELECT deployment_id FROM device_updates WHERE device_id = ? AND state = ? ORDER BY updated_at DESC LIMIT 1",
+		deviceID, sphere.UpdateVerified).Scan(&depID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store.LastVerifiedHas: %w", err)
+	}
+	var n int
+	if err := s.queryRow(ctx, "SELECT COUNT(*) FROM deployment_images WHERE deployment_id = ? AND image_id = ?", depID, imageID).Scan(&n); err != nil {
+		return false, fmt.Errorf("store.LastVerifiedHas: %w", err)
+	}
+	return n > 0, nil
+}
+
 // UpdateCounts counts a deployment's devices by state since a time (the
 // start of the current wave), for the rollout's failure ratio.
 func (s *Store) UpdateCounts(ctx context.Context, deploymentID string, since time.Time) (map[string]int, error) {

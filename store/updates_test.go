@@ -93,6 +93,19 @@ func TestImagesAndDeployments(t *testing.T) {
 
 		// Device states and counts.
 		dev := mustClaimedDevice(t, s, a, g.ID)
+		// The last verified deployment: the device's known-good images.
+		if ok, err := s.LastVerifiedHas(ctx, dev.ID, im1); ok || err != nil {
+			t.Errorf("LastVerifiedHas before any verification = %v, %v", ok, err)
+		}
+		if err := s.SetDeviceUpdate(ctx, sphere.DeviceUpdate{DeviceID: dev.ID, DeploymentID: d1.ID, State: sphere.UpdateVerified}); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.LastVerifiedHas(ctx, dev.ID, im1); !ok || err != nil {
+			t.Errorf("LastVerifiedHas(im1) after verifying d1 = %v, %v", ok, err)
+		}
+		if ok, _ := s.LastVerifiedHas(ctx, dev.ID, "0000000000000000000000000000000000000000000000000000000000000000"); ok {
+			t.Error("LastVerifiedHas of an image not in the deployment")
+		}
 		for _, st := range []string{sphere.UpdatePending, sphere.UpdateInstalled} {
 			if err := s.SetDeviceUpdate(ctx, sphere.DeviceUpdate{DeviceID: dev.ID, DeploymentID: d2.ID, State: st}); err != nil {
 				t.Fatal(err)

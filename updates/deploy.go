@@ -399,7 +399,9 @@ func (s *Service) Maintain(ctx context.Context) error {
 
 // ImageAllowed implements attest.ImageJudge: a device may run an app or
 // OS image of its group's current or previous deployment (a rollout not
-// yet at the device), or a published OS release.
+// yet at the device), of the deployment it last verified (its last
+// known-good software, which it keeps after refusing or rolling back
+// later ones), or a published OS release.
 func (s *Service) ImageAllowed(ctx context.Context, dev sphere.Device, kind, imageID string) (bool, error) {
 	if kind == "os" {
 		if rel, err := s.st.GetOSRelease(ctx, imageID); err == nil && rel.RetractedAt == nil {
@@ -433,7 +435,14 @@ func (s *Service) ImageAllowed(ctx context.Context, dev sphere.Device, kind, ima
 			}
 		}
 	}
-	return false, nil
+	// The device's last known-good image: it keeps running it when newer
+	// deployments fail their health check or are refused as rollbacks,
+	// and must not lose its certificate for that.
+	if ok, err := s.st.LastVerifiedHas(ctx, dev.ID, imageID); err != nil || !ok {
+		return false, err
+	}
+	im, err := ts.GetImage(ctx, imageID)
+	return err == nil && im.Kind == kind, err
 }
 
 // Verified implements attest.ImageJudge: a device whose healthy
