@@ -46,6 +46,12 @@ type Store struct {
 	now   func() time.Time
 	log   *slog.Logger
 	stmts stmtCache
+	// writeMu queues SQLite's write transactions in this process. SQLite
+	// has one writer at a time anyway; waiting here is first come, first
+	// served, where its busy handler polls with growing sleeps and lets a
+	// crowd of writers (a fleet uploading at once) starve each other into
+	// SQLITE_BUSY.
+	writeMu sync.Mutex
 	// inserts holds the failure-report INSERTs by row count (see
 	// failures.go), prepared on every dialect.
 	inserts sync.Map
@@ -165,7 +171,13 @@ func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
 	}
 	const attempts = 8
 	for attempt := 1; ; attempt++ {
+		if s.d.name == "sqlite" {
+			s.writeMu.Lock()
+		}
 		err := s.tryTx(ctx, opts, fn)
+		if s.d.name == "sqlite" {
+			s.writeMu.Unlock()
+		}
 		if err == nil || !isSerializationFailure(err) || attempt == attempts {
 			return err
 		}
