@@ -35,6 +35,10 @@ const appIDsFile = "app-ids.json"
 // NewCompartments loads the uid assignments kept in stateDir. appEnv is
 // added to every app's environment (e.g. where the apps' socket is).
 func NewCompartments(sb *sandbox.Sandbox, ids sandbox.IDRange, stateDir string, appEnv []string) (*Compartments, error) {
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	c := &Compartments{sb: sb, ids: ids, stateDir: stateDir, appEnv: appEnv, byApp: map[string]uint32{}}
 	data, err := os.ReadFile(filepath.Join(stateDir, appIDsFile))
 	switch {
@@ -85,6 +89,16 @@ func (c *Compartments) Command(app supervisor.App) (*exec.Cmd, func(), error) {
 	id, err := c.uid(app.ComponentID)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The compartment needs absolute paths; the agent may have been given
+	// a relative state dir.
+	if app.Dir, err = filepath.Abs(app.Dir); err != nil {
+		return nil, nil, err
+	}
+	if app.StorageDir != "" {
+		if app.StorageDir, err = filepath.Abs(app.StorageDir); err != nil {
+			return nil, nil, err
+		}
 	}
 	if err := c.searchable(app.Dir); err != nil {
 		return nil, nil, err

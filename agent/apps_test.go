@@ -45,7 +45,12 @@ func TestCompartmentsAppSocket(t *testing.T) {
 	}
 
 	socket := filepath.Join(stateDir, "app.sock")
-	comps, err := NewCompartments(sandbox.New(sandbox.Config{}), sandbox.IDRange{}, stateDir, []string{"SPHERE_APP_SOCKET=" + socket})
+	// Relative paths, as `sphere agent --state-dir device` gives: the
+	// compartment gets them made absolute.
+	cwd, _ := os.Getwd()
+	relState, _ := filepath.Rel(cwd, stateDir)
+	relApp, _ := filepath.Rel(cwd, appDir)
+	comps, err := NewCompartments(sandbox.New(sandbox.Config{}), sandbox.IDRange{}, relState, []string{"SPHERE_APP_SOCKET=" + socket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +67,7 @@ func TestCompartmentsAppSocket(t *testing.T) {
 	go func() { served <- localapi.Serve(ctx, l, api.Handler()) }()
 	t.Cleanup(func() { cancel(); <-served })
 
-	sup.Set([]supervisor.App{{ComponentID: comp, ImageID: "img1", Version: "1.0.0", Dir: appDir,
+	sup.Set([]supervisor.App{{ComponentID: comp, ImageID: "img1", Version: "1.0.0", Dir: relApp,
 		Manifest: image.AppManifest{SchemaVersion: 1, Name: "sockapp", ComponentId: comp, EntryPoint: "/app",
 			Capabilities: image.Capabilities{DeviceAuthentication: "7c1e2d3f-4a5b-4c6d-8e7f-8091a2b3c4d5"}}}})
 	var logs []string
