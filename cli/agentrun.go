@@ -114,7 +114,10 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 		return err
 	}
 	ag.OnCheckNow(upd.CheckNow)
-	g, ctx := errgroup.WithContext(ctx)
+	eg, ctx := errgroup.WithContext(ctx)
+	// Each part's goroutine records a panic as a failure report (on disk)
+	// before the process dies of it.
+	run := func(f func() error) { eg.Go(func() error { defer ag.RecordPanic(); return f() }) }
 	if f.adminSocket != "" {
 		l, err := localapi.Listen(f.adminSocket, 0o600)
 		if err != nil {
@@ -132,7 +135,7 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 			}
 			return upd.Status(), err
 		}}
-		g.Go(func() error { return localapi.Serve(ctx, l, adm.Handler()) })
+		run(func() error { return localapi.Serve(ctx, l, adm.Handler()) })
 	}
 	var up *uplink.Client
 	if f.mqttBroker != "" {
@@ -163,11 +166,11 @@ func runAgent(ctx context.Context, ag *agent.Agent, r rot.RootOfTrust, log *slog
 			api.Uplink = up
 		}
 		upd.AppRoutes(api)
-		g.Go(func() error { return localapi.Serve(ctx, l, api.Handler()) })
+		run(func() error { return localapi.Serve(ctx, l, api.Handler()) })
 	}
-	g.Go(func() error { return ag.Run(ctx) })
-	g.Go(func() error { return upd.Run(ctx) })
-	return g.Wait()
+	run(func() error { return ag.Run(ctx) })
+	run(func() error { return upd.Run(ctx) })
+	return eg.Wait()
 }
 
 // compartments makes the sandbox apps run in, and says which protections
