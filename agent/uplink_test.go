@@ -23,8 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/rot"
+	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
 	"github.com/opensphere/sphere/uplink"
 )
@@ -141,6 +143,33 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 		defer cancel()
 		if err := c.AwaitConnection(wctx); err == nil {
 			t.Error("a device without a certificate connected")
+		}
+	})
+
+	t.Run("unclaimed device", func(t *testing.T) {
+		dir := t.TempDir()
+		d := svc.newDevice(t, roots[0].open(t, dir), dir)
+		rec, err := IdentityRecord(d.rot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.st.RegisterDevice(ctx, store.Registration{IdentityPublicKey: []byte(rec.IdentityPublicKey),
+			AttestationPublicKey: []byte(rec.AttestationPublicKey), RoT: rec.RoT}); err != nil {
+			t.Fatal(err)
+		}
+		svc.allow(t, d, sphere.MeasurementAllowed)
+		if err := d.agent.Measure(); err != nil {
+			t.Fatal(err)
+		}
+		var ae *AttestError
+		if _, err := d.agent.Attest(ctx); !errors.As(err, &ae) || ae.Result.Reason != "device_unclaimed" || d.agent.Certificate() != nil {
+			t.Fatalf("attesting an unclaimed device: %v, certificate %v; want refused (device_unclaimed), none", err, d.agent.Certificate())
+		}
+		c := br.client(t, d, 0, "")
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := c.AwaitConnection(wctx); err == nil {
+			t.Error("an unclaimed device connected")
 		}
 	})
 
