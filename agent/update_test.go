@@ -6,7 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
@@ -126,6 +128,32 @@ func TestUpdateEndToEnd(t *testing.T) {
 	}
 	if check.DeploymentID != dep.ID || len(check.Targets) != 1 || check.Targets[0].ImageID != im.ID {
 		t.Fatalf("check = %+v", check)
+	}
+
+	// Chunks by hash: each chunk of the offered package, checked against
+	// its hash; a chunk of nothing the group may fetch is not found.
+	hdr, err := image.ReadHeader(bytes.NewReader(pkg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	getChunk := func(sha string) (int, []byte) {
+		t.Helper()
+		resp, err := d.agent.Client().Get(svc.url + "/device/v1/chunks/" + sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, data
+	}
+	for _, c := range []image.Chunk{hdr.Metadata.Chunks[0], hdr.Metadata.Chunks[len(hdr.Metadata.Chunks)-1]} {
+		status, data := getChunk(c.SHA256)
+		if sum := sha256.Sum256(data); status != 200 || hex.EncodeToString(sum[:]) != c.SHA256 || int64(len(data)) != c.Size {
+			t.Fatalf("chunk %s: HTTP %d, %d bytes", c.SHA256, status, len(data))
+		}
+	}
+	if status, _ := getChunk(strings.Repeat("0", 64)); status != 404 {
+		t.Fatalf("a chunk of nothing offered: HTTP %d", status)
 	}
 
 	// The device fetches the TUF metadata and the image with go-tuf.

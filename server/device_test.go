@@ -128,6 +128,7 @@ func TestDeviceUpdateRoutesNeedCertificate(t *testing.T) {
 			{"image target", "GET", request{path: target}},
 			{"image target range", "GET", request{path: target, header: http.Header{"Range": {"bytes=0-7"}}}},
 			{"signing key", "GET", request{path: "/device/v1/updates/signing-key"}},
+			{"chunk by hash", "GET", request{path: "/device/v1/chunks/" + strings.Repeat("ab", 32)}},
 		}
 		tested := map[string]bool{}
 		for _, c := range cases {
@@ -153,7 +154,7 @@ func TestDeviceUpdateRoutesNeedCertificate(t *testing.T) {
 		}
 		for _, rt := range e.srv.DeviceRoutes() {
 			key := rt.Method + " " + rt.Path
-			isUpdate := strings.Contains(key, "/updates/") || strings.Contains(key, "/tuf/") || strings.Contains(key, "/targets/")
+			isUpdate := strings.Contains(key, "/updates/") || strings.Contains(key, "/tuf/") || strings.Contains(key, "/targets/") || strings.Contains(key, "/chunks/")
 			if rt.Access == AccessDevice && isUpdate && !tested[key] {
 				t.Errorf("device route %s is not tried without a certificate", key)
 			}

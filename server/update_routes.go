@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -303,6 +304,7 @@ func (s *Server) updateDeviceRoutes() []*route {
 		{route{Method: http.MethodPost, Path: "/device/v1/updates/check", Summary: "Report what the device runs and learn what it should run", Access: AccessDevice}, handle(s.deviceCheck)},
 		{route{Method: http.MethodGet, Path: "/device/v1/tuf/{file}", Summary: "The device's tenant's TUF metadata (root, timestamp, snapshot, targets, group roles)", Access: AccessDevice}, handle(s.deviceTUF)},
 		{route{Method: http.MethodGet, Path: "/device/v1/targets/groups/{group}/{file}", Summary: "An image package of the device's group, by TUF target path (HTTP Range supported)", Access: AccessDevice}, handle(s.deviceTarget)},
+		{route{Method: http.MethodGet, Path: "/device/v1/chunks/{sha256}", Summary: "One chunk of a package the device's group may fetch, by the chunk's SHA-256 (delta updates)", Access: AccessDevice}, handle(s.deviceChunk)},
 		{route{Method: http.MethodGet, Path: "/device/v1/updates/signing-key", Summary: "The tenant's image signing key (PEM) that the device pins with the TUF root at its first healthy attestation", Access: AccessDevice}, handle(s.deviceSigningKey)},
 	}
 	return finishRoutes(rows)
@@ -330,6 +332,22 @@ func (s *Server) deviceTUF(c *call, _ *api.Empty) (*rawContent, error) {
 		return nil, err
 	}
 	return &rawContent{name: name, contentType: "application/json", body: bytes.NewReader(b)}, nil
+}
+
+// deviceChunk serves one chunk of a package the device may fetch, by its
+// SHA-256; the device checks it against the signed chunk index it holds.
+func (s *Server) deviceChunk(c *call, _ *api.Empty) (*rawContent, error) {
+	sha := c.r.PathValue("sha256")
+	cr, err := s.updates.Chunk(c.ctx, *c.device, sha)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := s.updates.Blobs().Open(c.ctx, cr.Package)
+	if err != nil {
+		return nil, err
+	}
+	return &rawContent{name: sha, contentType: "application/octet-stream", modTime: obj.ModTime(),
+		body: io.NewSectionReader(obj, cr.Offset, cr.Size), close: obj.Close}, nil
 }
 
 // deviceTarget serves a target file of the device's own group: consistent

@@ -54,6 +54,9 @@ type Service struct {
 	lead  time.Duration
 	max   int64
 	views viewCache
+	// chunks caches each package's chunk index by the package's SHA-256
+	// (packages are immutable, so an entry never goes stale).
+	chunks chunkCache
 }
 
 // New makes a Service. A nil cfg.TUF gets a repository kept in cfg.Store.
