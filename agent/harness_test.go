@@ -14,13 +14,13 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere"
-	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/updates"
+	"github.com/opensphere/sphere/verifier"
 )
 
 // clock is a settable clock shared by the service's parts in a test.
@@ -81,7 +81,7 @@ func startService(t testing.TB) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Now: clk.Now, Logger: log})
+	att, err := verifier.New(verifier.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Now: clk.Now, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/verifier"
 )
 
 // TestChallengeAcrossReplicas: two service replicas that share a database
@@ -51,7 +52,7 @@ func TestChallengeAcrossReplicas(t *testing.T) {
 func replicas(t *testing.T, dsnA, dsnB string) {
 	ctx := context.Background()
 	kek, _ := ca.NewKEK(bytes.Repeat([]byte{3}, 32))
-	open := func(dsn string) (*store.Store, *attest.Service) {
+	open := func(dsn string) (*store.Store, *verifier.Service) {
 		st, err := store.Open(ctx, store.Config{DSN: dsn})
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +62,7 @@ func replicas(t *testing.T, dsnA, dsnB string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac")})
+		svc, err := verifier.New(verifier.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac")})
 		if err != nil {
 			t.Fatal(err)
 		}

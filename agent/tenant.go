@@ -1,6 +1,6 @@
 package agent
 
-import "github.com/opensphere/sphere/ca"
+import "github.com/opensphere/sphere"
 
 // TenantID is the tenant named in the current device certificate; "" while
 // the device has none.
@@ -9,6 +9,6 @@ func (a *Agent) TenantID() string {
 	if c == nil {
 		return ""
 	}
-	t, _, _ := ca.ParseDeviceURI(c)
+	t, _, _ := sphere.ParseDeviceURI(c)
 	return t
 }

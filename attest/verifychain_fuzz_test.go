@@ -56,7 +56,7 @@ func newChainFixture(tb testing.TB) *chainFixture {
 	if !r.AttestationKey().(*ecdsa.PublicKey).Equal(&ak.PublicKey) || !r.Identity().Public().(*ecdsa.PublicKey).Equal(&id.PublicKey) {
 		tb.Fatal("rot.OpenSoft did not load the seeded keys (were its key files renamed?); fuzz failures would not reproduce")
 	}
-	challenge := make([]byte, nonceLen)
+	challenge := make([]byte, 1+8+16+32) // the size of a real nonce (package verifier)
 	mrand.NewChaCha8(sha256.Sum256([]byte("opensphere fuzz challenge"))).Read(challenge)
 
 	f := &chainFixture{challenge: challenge, ak: r.AttestationKey(), id: r.Identity().Public(),

@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -356,28 +355,6 @@ func (a *Authority) caKey(c TenantCA) (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
-// DeviceURI is the URI SAN that names a device and its tenant in its
-// certificate.
-func DeviceURI(tenantID, deviceID string) *url.URL {
-	return &url.URL{Scheme: "urn", Opaque: "opensphere:tenant:" + tenantID + ":device:" + deviceID}
-}
-
-// ParseDeviceURI reads tenant and device from a device certificate's URI
-// SAN (DeviceURI).
-func ParseDeviceURI(c *x509.Certificate) (tenantID, deviceID string, ok bool) {
-	for _, u := range c.URIs {
-		rest, found := strings.CutPrefix(u.String(), "urn:opensphere:tenant:")
-		if !found {
-			continue
-		}
-		t, d, found := strings.Cut(rest, ":device:")
-		if found && t != "" && sphere.ValidateDeviceID(d) == nil {
-			return t, d, true
-		}
-	}
-	return "", "", false
-}
-
 // Issued is a device certificate and the chain to give with it.
 type Issued struct {
 	Cert *x509.Certificate
@@ -421,7 +398,7 @@ func (a *Authority) IssueDevice(ctx context.Context, tenantID, deviceID string, 
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		URIs:         []*url.URL{DeviceURI(tenantID, deviceID)},
+		URIs:         []*url.URL{sphere.DeviceURI(tenantID, deviceID)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, ek, key)
 	if err != nil {

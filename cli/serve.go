@@ -18,13 +18,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/opensphere/sphere"
-	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
 	"github.com/opensphere/sphere/updates"
+	"github.com/opensphere/sphere/verifier"
 )
 
 // serveFlags are the options of `sphere serve`.
@@ -153,7 +153,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Logger: log})
+	att, err := verifier.New(verifier.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Images: upd, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func (s *Server) authDevice(c *call) error {
 		return unauth("none was presented; attest first to get one")
 	}
 	leaf := c.r.TLS.PeerCertificates[0]
-	tenantID, deviceID, ok := ca.ParseDeviceURI(leaf)
+	tenantID, deviceID, ok := sphere.ParseDeviceURI(leaf)
 	if !ok || leaf.Subject.CommonName != deviceID {
 		return unauth("it does not name a device")
 	}

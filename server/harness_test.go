@@ -29,12 +29,12 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
-	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/updates"
+	"github.com/opensphere/sphere/verifier"
 )
 
 // The harness runs the real server over loopback HTTP on a real store:
@@ -216,9 +216,9 @@ func newServer(t *testing.T, st *store.Store) *env {
 	if err != nil {
 		t.Fatalf("ca.New: %v", err)
 	}
-	att, err := attest.New(attest.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Logger: log})
+	att, err := verifier.New(verifier.Config{Store: st, CA: authority, MACKey: kek.Derive("challenge mac"), Logger: log})
 	if err != nil {
-		t.Fatalf("attest.New: %v", err)
+		t.Fatalf("verifier.New: %v", err)
 	}
 	e.blobDir = filepath.Join(t.TempDir(), "blobs")
 	blobs, err := blob.NewFS(e.blobDir)

@@ -23,10 +23,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/ca"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/updates"
+	"github.com/opensphere/sphere/verifier"
 )
 
 // Config configures a Server.
@@ -45,7 +45,7 @@ type Config struct {
 	// CA and Attest serve the device API (/device/v1) and the tenant CA
 	// routes. Required.
 	CA      *ca.Authority
-	Attest  *attest.Service
+	Attest  *verifier.Service
 	Updates *updates.Service
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// after its context ends; zero means 20 seconds.
@@ -56,7 +56,7 @@ type Config struct {
 type Server struct {
 	store   *store.Store
 	ca      *ca.Authority
-	attest  *attest.Service
+	attest  *verifier.Service
 	updates *updates.Service
 	trust   *trustCache
 	log     *slog.Logger

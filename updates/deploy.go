@@ -397,7 +397,7 @@ func (s *Service) Maintain(ctx context.Context) error {
 	})
 }
 
-// ImageAllowed implements attest.ImageJudge: a device may run an app or
+// ImageAllowed implements verifier.ImageJudge: a device may run an app or
 // OS image of its group's current or previous deployment (a rollout not
 // yet at the device), of the deployment it last verified (its last
 // known-good software, which it keeps after refusing or rolling back
@@ -445,7 +445,7 @@ func (s *Service) ImageAllowed(ctx context.Context, dev sphere.Device, kind, ima
 	return err == nil && im.Kind == kind, err
 }
 
-// Verified implements attest.ImageJudge: a device whose healthy
+// Verified implements verifier.ImageJudge: a device whose healthy
 // attestation measured every image of its group's current deployment has
 // verifiably installed it.
 func (s *Service) Verified(ctx context.Context, dev sphere.Device, imageIDs []string) error {
