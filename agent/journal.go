@@ -10,9 +10,9 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/tlsutil"
-	"github.com/opensphere/sphere/updates"
 )
 
 // The update journal is the engine's whole state in one small JSON file,
@@ -53,9 +53,9 @@ type installed struct {
 
 // txn is the install in progress.
 type txn struct {
-	DeploymentID string         `json:"deployment_id,omitempty"`
-	Target       updates.Target `json:"target"`
-	Step         string         `json:"step"`
+	DeploymentID string           `json:"deployment_id,omitempty"`
+	Target       api.UpdateTarget `json:"target"`
+	Step         string           `json:"step"`
 	// Slot is where an OS image goes (the inactive slot at the start).
 	Slot bootloader.Slot `json:"slot,omitempty"`
 	// Image is what is being installed, filled in once verified.

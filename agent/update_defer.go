@@ -2,12 +2,12 @@ package agent
 
 import (
 	"encoding/json"
+	"github.com/opensphere/sphere/api"
 	"net/http"
 	"time"
 
 	"github.com/opensphere/sphere/localapi"
 	"github.com/opensphere/sphere/supervisor"
-	"github.com/opensphere/sphere/updates"
 )
 
 // Update deferral: an app whose manifest has SoftwareUpdateDeferral may
@@ -26,7 +26,7 @@ func (u *Updater) maxDeferFor(kind string) time.Duration {
 
 // deferredUntil is until when t's install waits; it notes when t was first
 // offered while a deferral is on. The caller holds u.mu.
-func (u *Updater) deferredUntil(t updates.Target) (time.Time, error) {
+func (u *Updater) deferredUntil(t api.UpdateTarget) (time.Time, error) {
 	until := u.j.DeferUntil[t.Kind]
 	now := u.a.now()
 	if !until.After(now) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/store"
 )
 
@@ -141,35 +142,14 @@ func (s *Service) SetState(ctx context.Context, tenantID, deploymentID, action, 
 	return ts.GetDeployment(ctx, d.ID)
 }
 
-// Component is one thing a device reports running.
-type Component struct {
-	ComponentID     string `json:"component_id"`
-	Kind            string `json:"kind"`
-	ImageID         string `json:"image_id"`
-	Version         string `json:"version"`
-	SecurityVersion uint32 `json:"security_version"`
-}
-
-// Report is what a device says when it checks for updates.
-type Report struct {
-	Components []Component `json:"components"`
-	// LastUpdate is where its latest install stands: "", "downloading",
-	// "installed", "failed" or "rolled_back", with LastError saying why it
-	// failed.
-	LastUpdate   string `json:"last_update,omitempty"`
-	LastError    string `json:"last_error,omitempty"`
-	DeploymentID string `json:"deployment_id,omitempty"` // the deployment LastUpdate belongs to
-	// LastUpdateAt is when LastUpdate ended (installed, failed, rolled back).
-	LastUpdateAt time.Time `json:"last_update_at,omitzero"`
-}
-
-// CheckResult tells a device what to run.
-type CheckResult struct {
-	DeploymentID string   `json:"deployment_id,omitempty"`
-	Targets      []Target `json:"targets"`
-	// Reasons say why nothing (or less) is offered, for the agent's logs.
-	Reasons []string `json:"reasons,omitempty"`
-}
+// The wire types of a device's update check live in package api, which
+// the agent links without this package's store.
+type (
+	Component   = api.UpdateComponent
+	Report      = api.UpdateReport
+	CheckResult = api.UpdateCheckResult
+	Target      = api.UpdateTarget
+)
 
 // CheckRecordInterval is how old a device's stored last-check time may get
 // before a check that reports nothing new writes it again: an unchanged

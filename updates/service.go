@@ -296,22 +296,6 @@ func (s *Service) PublishOSRelease(ctx context.Context, actor string, r io.Reade
 
 // ---- what a group should run ----
 
-// Target is one file a device may fetch through TUF, with what the device
-// needs to decide about it.
-type Target struct {
-	Path            string `json:"path"` // TUF target path: groups/<group id>/<image id>.pkg
-	ImageID         string `json:"image_id"`
-	Kind            string `json:"kind"`
-	ComponentID     string `json:"component_id"`
-	Name            string `json:"name"`
-	Version         string `json:"version"`
-	SecurityVersion uint32 `json:"security_version"`
-	SHA256          string `json:"sha256"`
-	Size            int64  `json:"size"`
-	// OSRelease is true for the platform's OS release of the group's feed.
-	OSRelease bool `json:"os_release,omitempty"`
-}
-
 // TargetPath is the TUF target path of an image for a group.
 func TargetPath(groupID, imageID string) string { return tufrepo.TargetPath(groupID, imageID+".pkg") }
 
