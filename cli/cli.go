@@ -1,6 +1,11 @@
 // Package cli is the sphere command line: the security service (serve),
-// the admin commands over the REST API, and later the agent and tooling.
-// Run is the whole program and is callable from tests in process.
+// the admin commands over the REST API, the device agent and tooling. Run
+// is the whole program and is callable from tests in process.
+//
+// Built with -tags agentonly (the device binary, see docs/agent.md), it
+// has only the agent and version commands and links neither the service
+// (store, SQLite, PostgreSQL, Prometheus) nor the admin client's commands:
+// commands_full.go and commands_agent.go each list what their build has.
 package cli
 
 import (
@@ -50,17 +55,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:   "sphere",
-		Short: "OpenSphere: end-to-end security for Linux IoT devices",
-		Long: `OpenSphere gives Linux devices a hardware-rooted identity, daily attestation and
-short-lived certificates, signed updates with rollback, sandboxed apps and
-failure reporting, from a security service you run yourself.
-
-  sphere serve                  run the security service (SQLite in ./sphere-data by default)
-  sphere login --server URL ... point the CLI at a service
-  sphere tenant|role|product|device-group|device|audit ...   manage it
-
-Every command has --help. Output is a table, or JSON with --output json.`,
+		Use:           "sphere",
+		Short:         "OpenSphere: end-to-end security for Linux IoT devices",
+		Long:          long,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -72,29 +69,7 @@ Every command has --help. Output is a table, or JSON with --output json.`,
 	}
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "CLI config file (default: $XDG_CONFIG_HOME/sphere/config.json or ~/.config/sphere/config.json; env SPHERE_CONFIG)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(
-		a.serveCommand(),
-		a.loginCommand(),
-		a.tenantCommand(),
-		a.roleCommand(),
-		a.tokenCommand(),
-		a.productCommand(),
-		a.deviceGroupCommand(),
-		a.deviceCommand(),
-		a.auditCommand(),
-		a.errorReportCommand(),
-		a.caCertCommand(),
-		a.measurementCommand(),
-		a.agentCommand(),
-		a.imagePackageCommand(),
-		a.imageCommand(),
-		a.deploymentCommand(),
-		a.osReleaseCommand(),
-		a.tufCommand(),
-		a.simCommand(),
-		a.adminCommand(),
-		a.versionCommand(),
-	)
+	root.AddCommand(a.commands()...)
 	return root
 }
 
