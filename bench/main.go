@@ -152,23 +152,42 @@ func describeMachine() string {
 		runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "))
 }
 
-// armSize builds the linux/arm (GOARM=7) binary as CI does and as stripped.
+// armSize builds the linux/arm (GOARM=7) binary as CI does and as
+// stripped, in the full build and the agent-only device build.
 func armSize(ctx context.Context, work string) []figure {
 	var figs []figure
-	for _, c := range []struct{ name, ldflags string }{{"linux/arm binary", ""}, {"linux/arm binary, stripped (-s -w)", "-s -w"}} {
-		p := filepath.Join(work, "sphere-arm")
-		args := []string{"build", "-o", p}
-		if c.ldflags != "" {
-			args = append(args, "-ldflags", c.ldflags)
+	for _, tags := range []string{"", "agentonly"} {
+		for _, ldflags := range []string{"", "-s -w"} {
+			p := filepath.Join(work, "sphere-arm")
+			shown := build(ctx, []string{"GOOS=linux", "GOARCH=arm", "GOARM=7", "CGO_ENABLED=0"}, p, tags, ldflags)
+			name := "linux/arm binary"
+			if tags != "" {
+				name += ", -tags " + tags
+			}
+			if ldflags != "" {
+				name += ", stripped (" + ldflags + ")"
+			}
+			st, err := os.Stat(p)
+			check(err)
+			mb := float64(st.Size()) / (1 << 20)
+			figs = append(figs, figure{name, fmt.Sprintf("%.1f MiB", mb), "≤ 20 MiB", fmt.Sprintf("%.2f", mb/20), shown + " ./cmd/sphere"})
 		}
-		run(ctx, []string{"GOOS=linux", "GOARCH=arm", "GOARM=7", "CGO_ENABLED=0"}, "go", append(args, "./cmd/sphere")...)
-		st, err := os.Stat(p)
-		check(err)
-		mb := float64(st.Size()) / (1 << 20)
-		figs = append(figs, figure{c.name, fmt.Sprintf("%.1f MiB", mb), "≤ 20 MiB", fmt.Sprintf("%.2f", mb/20),
-			strings.TrimSpace("GOOS=linux GOARCH=arm GOARM=7 CGO_ENABLED=0 go build "+ldflagsArg(c.ldflags)) + " ./cmd/sphere"})
 	}
 	return figs
+}
+
+// build builds ./cmd/sphere into out with env, build tags and ldflags
+// (either may be empty), and returns the command as the section shows it.
+func build(ctx context.Context, env []string, out, tags, ldflags string) string {
+	args, shown := []string{"build", "-o", out}, strings.Join(env, " ")+" go build"
+	if tags != "" {
+		args, shown = append(args, "-tags", tags), shown+" -tags "+tags
+	}
+	if ldflags != "" {
+		args, shown = append(args, "-ldflags", ldflags), shown+" "+ldflagsArg(ldflags)
+	}
+	run(ctx, env, "go", append(args, "./cmd/sphere")...)
+	return shown
 }
 
 func ldflagsArg(f string) string {
@@ -439,31 +458,49 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 }
 
 // agentIdle runs `sphere agent` with a soft root of trust against a local
-// service and samples its memory and CPU once it is idle.
+// service and samples its memory and CPU once it is idle. It builds the
+// agent as a device gets it (CGO_ENABLED=0: a cgo build maps libc too):
+// the full binary, and the agent-only one as built and stripped, each run
+// as a device of its own (they measure different binaries).
 func agentIdle(ctx context.Context, bin, work string) []figure {
 	s := startService(ctx, bin, work, "")
 	defer s.stop()
-	state := filepath.Join(work, "agent-state")
-	rec := run(ctx, nil, bin, "agent", "identity", "--rot", "soft", "--state-dir", state)
-	recFile := filepath.Join(work, "record.json")
+	run(ctx, s.env(), bin, "product", "create", "--name", "Bench Agent")
+	var figs []figure
+	for i, b := range []struct{ label, tags, ldflags string }{
+		{"full build", "", ""},
+		{"-tags agentonly", "agentonly", ""},
+		{"-tags agentonly, stripped", "agentonly", "-s -w"},
+	} {
+		agentBin := filepath.Join(work, fmt.Sprintf("sphere-device-%d", i))
+		shown := build(ctx, []string{"CGO_ENABLED=0"}, agentBin, b.tags, b.ldflags)
+		figs = append(figs, idleAgent(ctx, s, bin, agentBin, agentBin+"-state", b.label, "sphere agent ("+shown+")")...)
+	}
+	return figs
+}
+
+// idleAgent enrolls a device whose agent is agentBin (bin is the admin
+// CLI), runs the agent until it is idle, and samples it.
+func idleAgent(ctx context.Context, s *service, bin, agentBin, state, label, shown string) []figure {
+	rec := run(ctx, nil, agentBin, "agent", "identity", "--rot", "soft", "--state-dir", state)
+	recFile := state + "-record.json"
 	check(os.WriteFile(recFile, rec, 0o600))
 	var d struct {
 		ID string `json:"id"`
 	}
 	check(json.Unmarshal(run(ctx, s.env(), bin, "device", "register", "--file", recFile, "--output", "json"), &d))
-	run(ctx, s.env(), bin, "product", "create", "--name", "Bench Agent")
 	run(ctx, s.env(), bin, "device", "claim", "--device", d.ID, "--device-group", "Bench Agent/Development")
 	agentFlags := []string{"--rot", "soft", "--state-dir", state, "--server", s.url, "--ca-file", s.caFile}
 	var events []struct{ Type, Digest, Name string }
-	check(json.Unmarshal(run(ctx, s.env(), bin, append([]string{"agent", "measurements", "--output", "json"}, agentFlags...)...), &events))
+	check(json.Unmarshal(run(ctx, s.env(), agentBin, append([]string{"agent", "measurements", "--output", "json"}, agentFlags...)...), &events))
 	for _, e := range events {
 		run(ctx, s.env(), bin, "measurement", "allow", "--type", e.Type, "--digest", e.Digest, "--name", e.Name)
 	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"agent", "--log-level", "warn"}, agentFlags...)...)
+	cmd := exec.CommandContext(ctx, agentBin, append([]string{"agent", "--log-level", "warn"}, agentFlags...)...)
 	cmd.Stderr = os.Stderr
 	check(cmd.Start())
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-	shown := "sphere agent --rot soft --state-dir DIR --server URL --ca-file FILE"
+	shown += " --rot soft --state-dir DIR --server URL --ca-file FILE"
 	// Idle: attested, certificate in hand, nothing due for hours.
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
@@ -482,8 +519,28 @@ func agentIdle(ctx context.Context, bin, work string) []figure {
 	}
 	rss := float64(b.RSS) / (1 << 20)
 	cpu := (b.CPU - a.CPU).Seconds() / agentSample.Seconds()
+	anon, file := rssParts(cmd.Process.Pid)
 	return []figure{
-		{"agent idle RSS (soft root of trust, after attesting)", fmt.Sprintf("%.1f MiB (peak %.1f)", rss, float64(b.HWM)/(1<<20)), "≤ 15 MiB", fmt.Sprintf("%.2f", rss/15), shown},
-		{fmt.Sprintf("agent idle CPU over %s", *agentSample), fmt.Sprintf("%.4f cores", cpu), "~0", fmt.Sprintf("%.0f ms of CPU", 1000*(b.CPU-a.CPU).Seconds()), shown},
+		{"agent idle RSS (soft root of trust, after attesting), " + label, fmt.Sprintf("%.1f MiB (anonymous %.1f, file %.1f; peak %.1f)", rss, anon, file, float64(b.HWM)/(1<<20)), "≤ 15 MiB", fmt.Sprintf("%.2f", rss/15), shown},
+		{fmt.Sprintf("agent idle CPU over %s, %s", *agentSample, label), fmt.Sprintf("%.4f cores", cpu), "~0", fmt.Sprintf("%.0f ms of CPU", 1000*(b.CPU-a.CPU).Seconds()), shown},
 	}
+}
+
+// rssParts reads how much of a process's resident memory is anonymous
+// (heap, stacks) and how much is file pages (mostly its own binary), in MiB.
+func rssParts(pid int) (anon, file float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	check(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		var kb float64
+		fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kb)
+		switch k {
+		case "RssAnon":
+			anon = kb / 1024
+		case "RssFile":
+			file = kb / 1024
+		}
+	}
+	return anon, file
 }
