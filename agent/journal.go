@@ -53,9 +53,9 @@ type installed struct {
 
 // txn is the install in progress.
 type txn struct {
-	DeploymentID string           `json:"deployment_id,omitempty"`
-	Target       api.UpdateTarget `json:"target"`
-	Step         string           `json:"step"`
+	DeploymentID string                `json:"deployment_id,omitempty"`
+	Target       api.UpdateCheckTarget `json:"target"`
+	Step         string                `json:"step"`
 	// Slot is where an OS image goes (the inactive slot at the start).
 	Slot bootloader.Slot `json:"slot,omitempty"`
 	// Image is what is being installed, filled in once verified.

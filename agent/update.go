@@ -87,8 +87,8 @@ type Updater struct {
 
 	mu      sync.Mutex // one check or install at a time; guards j
 	j       *journal
-	key     *ecdsa.PublicKey   // the pinned image signing key; nil before pinning
-	pending []api.UpdateTarget // offered but deferred or waiting
+	key     *ecdsa.PublicKey        // the pinned image signing key; nil before pinning
+	pending []api.UpdateCheckTarget // offered but deferred or waiting
 	trigger chan struct{}
 	events  atomic.Pointer[[]rot.Event] // what measurements returns
 	status  atomic.Pointer[UpdateStatus]
@@ -99,13 +99,13 @@ type Updater struct {
 // UpdateStatus is the engine's state for `sphere agent status` and
 // `sphere agent update-check`.
 type UpdateStatus struct {
-	Components   []api.UpdateComponent `json:"components"`
-	InProgress   *api.UpdateTarget     `json:"in_progress,omitempty"`
-	Step         string                `json:"step,omitempty"`
-	LastUpdate   string                `json:"last_update,omitempty"`
-	LastError    string                `json:"last_error,omitempty"`
-	LastUpdateAt time.Time             `json:"last_update_at,omitzero"`
-	DeferUntil   map[string]time.Time  `json:"defer_until,omitempty"`
+	Components   []api.UpdateCheckComponent `json:"components"`
+	InProgress   *api.UpdateCheckTarget     `json:"in_progress,omitempty"`
+	Step         string                     `json:"step,omitempty"`
+	LastUpdate   string                     `json:"last_update,omitempty"`
+	LastError    string                     `json:"last_error,omitempty"`
+	LastUpdateAt time.Time                  `json:"last_update_at,omitzero"`
+	DeferUntil   map[string]time.Time       `json:"defer_until,omitempty"`
 }
 
 // Status returns the engine's state as of its last journal write; it does
@@ -114,14 +114,14 @@ func (u *Updater) Status() UpdateStatus {
 	if st := u.status.Load(); st != nil {
 		return *st
 	}
-	return UpdateStatus{Components: []api.UpdateComponent{}}
+	return UpdateStatus{Components: []api.UpdateCheckComponent{}}
 }
 
 // components lists what the journal says runs.
-func (u *Updater) components() []api.UpdateComponent {
-	out := []api.UpdateComponent{}
+func (u *Updater) components() []api.UpdateCheckComponent {
+	out := []api.UpdateCheckComponent{}
 	for _, c := range u.j.Components {
-		out = append(out, api.UpdateComponent{ComponentID: c.ComponentID, Kind: c.Kind, ImageID: c.ImageID,
+		out = append(out, api.UpdateCheckComponent{ComponentID: c.ComponentID, Kind: c.Kind, ImageID: c.ImageID,
 			Version: c.Version, SecurityVersion: c.SecurityVersion})
 	}
 	sort.Slice(out, func(i, k int) bool { return out[i].ComponentID < out[k].ComponentID })
@@ -338,14 +338,14 @@ func (u *Updater) resumeIfOffered(ctx context.Context, t *txn, res api.UpdateChe
 }
 
 // orderTargets puts the OS first: apps are checked against it.
-func orderTargets(ts []api.UpdateTarget) []api.UpdateTarget {
-	out := append([]api.UpdateTarget(nil), ts...)
+func orderTargets(ts []api.UpdateCheckTarget) []api.UpdateCheckTarget {
+	out := append([]api.UpdateCheckTarget(nil), ts...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Kind == "os" && out[j].Kind != "os" })
 	return out
 }
 
 // wanted says whether t should be installed now.
-func (u *Updater) wanted(t api.UpdateTarget, deployment string) bool {
+func (u *Updater) wanted(t api.UpdateCheckTarget, deployment string) bool {
 	if cur, ok := u.j.Components[t.ComponentID]; ok && cur.ImageID == t.ImageID {
 		return false
 	}
@@ -367,7 +367,7 @@ func (u *Updater) wanted(t api.UpdateTarget, deployment string) bool {
 
 // report sends the update check.
 func (u *Updater) report(ctx context.Context) (api.UpdateCheckResult, error) {
-	rep := api.UpdateReport{Components: u.components(), LastUpdate: u.j.LastUpdate, LastError: u.j.LastError,
+	rep := api.UpdateCheckReport{Components: u.components(), LastUpdate: u.j.LastUpdate, LastError: u.j.LastError,
 		DeploymentID: u.j.LastDeploymentID, LastUpdateAt: u.j.LastUpdateAt}
 	var res api.UpdateCheckResult
 	if err := u.a.Post(ctx, "/device/v1/updates/check", rep, &res); err != nil {
@@ -458,7 +458,7 @@ func (u *Updater) tufUpdater() (*updater.Updater, error) {
 }
 
 // begin starts the install of t.
-func (u *Updater) begin(ctx context.Context, deployment string, t api.UpdateTarget) error {
+func (u *Updater) begin(ctx context.Context, deployment string, t api.UpdateCheckTarget) error {
 	x := &txn{DeploymentID: deployment, Target: t, Step: stepDownloading}
 	if t.Kind == "os" {
 		s, err := u.boot.Inactive()
@@ -543,7 +543,7 @@ func (u *Updater) download(ctx context.Context, t *txn) error {
 	if err != nil {
 		return permanent("the update metadata does not list %s: %v", t.Target.Path, err)
 	}
-	var meta api.UpdateTarget
+	var meta api.UpdateCheckTarget
 	if info.Custom == nil || json.Unmarshal(*info.Custom, &meta) != nil || meta.ImageID != t.Target.ImageID || meta.ComponentID != t.Target.ComponentID || meta.Kind != t.Target.Kind {
 		return permanent("the update metadata of %s does not describe image %s", t.Target.Path, t.Target.ImageID)
 	}
@@ -582,7 +582,7 @@ func (u *Updater) download(ctx context.Context, t *txn) error {
 }
 
 // floor is the lowest security version t's component may install.
-func (u *Updater) floor(t api.UpdateTarget) uint32 {
+func (u *Updater) floor(t api.UpdateCheckTarget) uint32 {
 	return u.j.Floors[t.ComponentID]
 }
 

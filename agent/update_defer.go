@@ -26,7 +26,7 @@ func (u *Updater) maxDeferFor(kind string) time.Duration {
 
 // deferredUntil is until when t's install waits; it notes when t was first
 // offered while a deferral is on. The caller holds u.mu.
-func (u *Updater) deferredUntil(t api.UpdateTarget) (time.Time, error) {
+func (u *Updater) deferredUntil(t api.UpdateCheckTarget) (time.Time, error) {
 	until := u.j.DeferUntil[t.Kind]
 	now := u.a.now()
 	if !until.After(now) {

@@ -3,11 +3,13 @@ package api
 import "time"
 
 // The device's update check (POST /device/v1/updates/check): what it
-// reports running and what the service offers. Package updates names them
-// Component, Report, CheckResult and Target.
+// reports running and what the service offers. They are named after the
+// check, not "UpdateX" alone, which in this package is a request to change
+// X (UpdateDevice). Package updates names them Component, Report,
+// CheckResult and Target.
 
-// UpdateComponent is one thing a device reports running.
-type UpdateComponent struct {
+// UpdateCheckComponent is one thing a device reports running.
+type UpdateCheckComponent struct {
 	ComponentID     string `json:"component_id"`
 	Kind            string `json:"kind"`
 	ImageID         string `json:"image_id"`
@@ -15,9 +17,9 @@ type UpdateComponent struct {
 	SecurityVersion uint32 `json:"security_version"`
 }
 
-// UpdateReport is what a device says when it checks for updates.
-type UpdateReport struct {
-	Components []UpdateComponent `json:"components"`
+// UpdateCheckReport is what a device says when it checks for updates.
+type UpdateCheckReport struct {
+	Components []UpdateCheckComponent `json:"components"`
 	// LastUpdate is where its latest install stands: "", "downloading",
 	// "installed", "failed" or "rolled_back", with LastError saying why it
 	// failed.
@@ -30,15 +32,15 @@ type UpdateReport struct {
 
 // UpdateCheckResult tells a device what to run.
 type UpdateCheckResult struct {
-	DeploymentID string         `json:"deployment_id,omitempty"`
-	Targets      []UpdateTarget `json:"targets"`
+	DeploymentID string              `json:"deployment_id,omitempty"`
+	Targets      []UpdateCheckTarget `json:"targets"`
 	// Reasons say why nothing (or less) is offered, for the agent's logs.
 	Reasons []string `json:"reasons,omitempty"`
 }
 
-// UpdateTarget is one file a device may fetch through TUF, with what the device
-// needs to decide about it.
-type UpdateTarget struct {
+// UpdateCheckTarget is one file a device may fetch through TUF, with what
+// the device needs to decide about it.
+type UpdateCheckTarget struct {
 	Path            string `json:"path"` // TUF target path: groups/<group id>/<image id>.pkg
 	ImageID         string `json:"image_id"`
 	Kind            string `json:"kind"`

@@ -145,10 +145,10 @@ func (s *Service) SetState(ctx context.Context, tenantID, deploymentID, action, 
 // The wire types of a device's update check live in package api, which
 // the agent links without this package's store.
 type (
-	Component   = api.UpdateComponent
-	Report      = api.UpdateReport
+	Component   = api.UpdateCheckComponent
+	Report      = api.UpdateCheckReport
 	CheckResult = api.UpdateCheckResult
-	Target      = api.UpdateTarget
+	Target      = api.UpdateCheckTarget
 )
 
 // CheckRecordInterval is how old a device's stored last-check time may get
