@@ -1,5 +1,7 @@
 // Command sphere is OpenSphere in one binary: the security service (sphere
-// serve), the admin CLI, and later the device agent. See package cli.
+// serve), the admin CLI and the device agent (sphere agent). Built with
+// -tags agentonly it is the device binary, the agent alone (docs/agent.md).
+// See package cli.
 package main
 
 import (
