@@ -3,6 +3,7 @@ package updates
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/tufrepo"
 )
 
 // RolloutOptions are a deployment's rollout settings; zero fields take the
@@ -353,28 +355,43 @@ func (s *Service) Explain(ctx context.Context, dev sphere.Device) (Explanation, 
 // halt when their devices crash more than before), OS
 // releases reach the Retail feed, and TUF timestamps stay fresh.
 func (s *Service) Maintain(ctx context.Context) error {
-	return s.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error {
-		ts := s.st.Tenant(t.ID)
-		err := store.Each(func(p store.PageRequest) (sphere.Page[sphere.Deployment], error) {
-			return ts.ListDeployments(ctx, "", p)
-		},
-			func(d sphere.Deployment) error {
-				d, err := s.Advance(ctx, t.ID, d)
-				if err != nil || d.State != sphere.DeploymentActive {
-					return err
-				}
-				_, err = s.CheckCrashes(ctx, t.ID, d.DeviceGroupID)
-				return err
-			})
-		if err != nil {
-			return err
+	// One tenant's failure must not stop the others' rollouts and, above
+	// all, their timestamp refreshes (devices refuse metadata a day old).
+	var errs []error
+	err := s.st.EachTenant(ctx, store.TenantFilter{}, func(t sphere.Tenant) error {
+		if err := s.maintainTenant(ctx, t.ID); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", t.ID, err))
 		}
-		if err := s.syncTenant(ctx, t.ID, ""); err != nil {
-			return err
-		}
-		_, err = s.tuf.Refresh(ctx, t.ID)
-		return err
+		return ctx.Err()
 	})
+	return errors.Join(append(errs, err)...)
+}
+
+func (s *Service) maintainTenant(ctx context.Context, tenantID string) error {
+	ts := s.st.Tenant(tenantID)
+	err := store.Each(func(p store.PageRequest) (sphere.Page[sphere.Deployment], error) {
+		return ts.ListDeployments(ctx, "", p)
+	},
+		func(d sphere.Deployment) error {
+			d, err := s.Advance(ctx, tenantID, d)
+			if err != nil || d.State != sphere.DeploymentActive {
+				return err
+			}
+			_, err = s.CheckCrashes(ctx, tenantID, d.DeviceGroupID)
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	if err := s.syncTenant(ctx, tenantID, ""); err != nil {
+		return err
+	}
+	// A tenant without device groups has no TUF repository yet: nothing
+	// to refresh.
+	if _, err := s.tuf.Refresh(ctx, tenantID); err != nil && !errors.Is(err, tufrepo.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // ImageAllowed implements verifier.ImageJudge: a device may run an app or

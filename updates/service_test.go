@@ -299,3 +299,17 @@ func TestExplain(t *testing.T) {
 		})
 	}
 }
+
+// TestMaintainTenantWithoutRepository: a tenant with no device groups has
+// no TUF repository yet; maintenance skips it instead of failing, and
+// goes on with the other tenants.
+func TestMaintainTenantWithoutRepository(t *testing.T) {
+	f := newFixture(t, 1, "Field Test")
+	ctx := context.Background()
+	if _, err := f.st.CreateTenant(ctx, "Empty", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Maintain(ctx); err != nil {
+		t.Fatalf("Maintain with a tenant that has no repository yet: %v", err)
+	}
+}
