@@ -14,6 +14,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/attest"
 	"github.com/opensphere/sphere/report"
+	"github.com/opensphere/sphere/tlsutil"
 )
 
 // runningMarker is a file that exists while the agent runs: found at
@@ -105,7 +106,7 @@ func (a *Agent) StartReports(ctx context.Context, o ReportOptions) (*Reporting, 
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent: running mark: %w", err)
 	}
-	if err := writeSynced(marker, []byte(a.now().UTC().Format(time.RFC3339)+"\n")); err != nil {
+	if err := tlsutil.WriteFileAtomic(marker, []byte(a.now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("agent: running mark: %w", err)
 	}
 	up, err := report.NewUploader(report.UploaderConfig{Queue: a.cfg.Reports, Poster: a, Interval: o.Interval, Logger: a.log})
@@ -125,31 +126,6 @@ func (a *Agent) StartReports(ctx context.Context, o ReportOptions) (*Reporting, 
 			a.log.Warn("removing the running mark", "err", err)
 		}
 	}}, nil
-}
-
-// writeSynced writes a small file and syncs it and its directory.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // HTTPStatus is the HTTP status the service answered, so that the

@@ -14,6 +14,7 @@ import (
 	"github.com/opensphere/sphere/fetch"
 	"github.com/opensphere/sphere/image"
 	"github.com/opensphere/sphere/supervisor"
+	"github.com/opensphere/sphere/tlsutil"
 )
 
 // The slots: an OS image goes to the inactive A/B slot (a file or a block
@@ -166,16 +167,7 @@ func (u *Updater) writeAppSlot(t *txn, payload *io.SectionReader) error {
 	if err := os.Link(u.staged(t), dir+".pkg"); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return tlsutil.SyncDir(parent)
 }
 
 func (u *Updater) removeAppSlot(img installed) {

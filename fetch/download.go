@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+
+	"github.com/opensphere/sphere/tlsutil"
 )
 
 // Download fetches url into the file dst, which it creates or replaces once
@@ -231,7 +233,7 @@ func commit(f *os.File, part, dst string) error {
 	if err := os.Rename(part, dst); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := tlsutil.SyncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("sync directory of %s: %w", dst, err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/opensphere/sphere/tlsutil"
 )
 
 // journal is the sidecar of an Assemble's partial file: which package the
@@ -62,7 +64,7 @@ func writeJournal(path string, j *journal) error {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = tlsutil.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -503,7 +503,7 @@ func (q *Queue) append(r record) error {
 		if err != nil {
 			return err
 		}
-		if err := syncDir(q.cfg.Dir); err != nil {
+		if err := tlsutil.SyncDir(q.cfg.Dir); err != nil {
 			f.Close()
 			return err
 		}
@@ -520,15 +520,6 @@ func (q *Queue) append(r record) error {
 	}
 	q.segSize += int64(len(frame))
 	return q.seg.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (q *Queue) saveState() error {
@@ -557,7 +548,7 @@ func (q *Queue) removeOldSegments() error {
 		removed = true
 	}
 	if removed {
-		return syncDir(q.cfg.Dir)
+		return tlsutil.SyncDir(q.cfg.Dir)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/opensphere/sphere/tlsutil"
 )
 
 // prepareStateDir creates dir (mode 0700) if it does not exist.
@@ -48,17 +50,7 @@ func writeFileAtomic(dir, name string, data []byte) (err error) {
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return tlsutil.SyncDir(dir)
 }
 
 // readStateFile reads dir/name; a missing file is (nil, false, nil).

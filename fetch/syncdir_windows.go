@@ -1,5 +1,0 @@
-package fetch
-
-// syncDir does nothing: Windows cannot open a directory to sync it. The
-// agent runs on Linux; this only keeps the module building elsewhere.
-func syncDir(string) error { return nil }
