@@ -122,7 +122,14 @@ func New(cfg Config) (*Agent, error) {
 	withCert := base.Clone()
 	withCert.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		if c := a.cert.Load(); c != nil {
-			return c, nil
+			// The service verifies the leaf against the tenant's CAs,
+			// which it holds: the chain would only cost both sides
+			// bytes, and the service the memory of parsing it for as
+			// long as the connection lasts. Brokers get the whole chain
+			// (TLSCertificate).
+			leaf := *c
+			leaf.Certificate = c.Certificate[:1]
+			return &leaf, nil
 		}
 		return &tls.Certificate{}, nil // none yet: the service answers 401
 	}
@@ -133,9 +140,19 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
+// transport is the agent's HTTP transport to its service. It speaks
+// HTTP/1.1: a device makes one call at a time, so HTTP/2's multiplexing
+// buys it nothing, while on the service every HTTP/2 connection costs a
+// second goroutine, a frame reader and HPACK tables, which a fleet of
+// connected devices multiplies (BENCHMARKS.md, the idle scenario).
 func transport(tc *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	tc = tc.Clone()
+	tc.NextProtos = []string{"http/1.1"}
 	t.TLSClientConfig = tc
+	t.ForceAttemptHTTP2 = false
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
 	t.Proxy = nil // a device talks to its service directly
 	if dial != nil {
 		t.DialContext = dial

@@ -84,6 +84,14 @@ func TestEnrollAttestAndCall(t *testing.T) {
 			if self.DeviceID != d.agent.DeviceID() || self.TenantID != svc.tenant.ID() || self.DeviceGroupID != svc.groups[group].ID {
 				t.Errorf("whoami = %+v", self)
 			}
+			// The service is sent the leaf alone (it holds the tenant's
+			// CAs); brokers get the whole chain.
+			if got := self.PresentedCertificates; got != 1 {
+				t.Errorf("the service was sent %d certificates; want the leaf alone", got)
+			}
+			if n := len(d.agent.TLSCertificate().Certificate); n < 2 {
+				t.Errorf("TLSCertificate holds %d certificates; want the leaf and its chain", n)
+			}
 
 			// The service recorded the attestation for operators.
 			dev, err := svc.tenant.GetDevice(ctx, d.agent.DeviceID())

@@ -268,6 +268,9 @@ type DeviceSelf struct {
 	DeviceGroupID string    `json:"device_group_id"`
 	ProductID     string    `json:"product_id"`
 	CertNotAfter  time.Time `json:"cert_not_after"`
+	// PresentedCertificates is how many certificates the device sent in
+	// its TLS handshake (its agent sends the leaf alone).
+	PresentedCertificates int `json:"presented_certificates"`
 }
 
 // ---- images, deployments, updates ----

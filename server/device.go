@@ -55,6 +55,7 @@ func (s *Server) deviceWhoami(c *call, _ *api.Empty) (api.DeviceSelf, error) {
 	out := api.DeviceSelf{DeviceID: d.ID, TenantID: d.TenantID, DeviceGroupID: d.DeviceGroupID, ProductID: d.ProductID}
 	if len(c.r.TLS.PeerCertificates) > 0 {
 		out.CertNotAfter = c.r.TLS.PeerCertificates[0].NotAfter
+		out.PresentedCertificates = len(c.r.TLS.PeerCertificates)
 	}
 	return out, nil
 }
@@ -83,20 +84,21 @@ func (s *Server) authDevice(c *call) error {
 	if err := s.trust.verify(trust, c.r.TLS.PeerCertificates, s.now()); err != nil {
 		return unauth("it does not verify: %v", err)
 	}
-	d, err := s.store.GetDevice(c.ctx, deviceID)
+	dc, err := s.store.GetDeviceCaller(c.ctx, deviceID)
 	if err != nil {
 		if sphere.ErrorCode(err) == sphere.ENotFound {
 			return unauth("the device is not registered")
 		}
 		return err
 	}
+	d := dc.Device
 	if d.TenantID != tenantID {
 		return unauth("the device no longer belongs to the tenant that certified it")
 	}
 	if d.RevokedAt != nil {
 		return sphere.Errorf(sphere.EPermission, "the device was revoked: %s", d.RevokedReason)
 	}
-	c.device = &d
+	c.device, c.update = &d, dc.Update
 	return nil
 }
 
