@@ -12,6 +12,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -73,6 +74,11 @@ type Authority struct {
 	rootKey  *ecdsa.PrivateKey
 	mu       sync.Mutex
 	keyCache map[string]*ecdsa.PrivateKey // tenant CA id -> opened key
+	// certCache holds parsed tenant CA certificates by CA id: a CA's
+	// certificate never changes, and every issuance reads the tenant's
+	// CAs (their states must be current, so the records are read each
+	// time; only the parsing is kept).
+	certCache map[string]*x509.Certificate
 }
 
 // New loads the root CA, creating it on the first start.
@@ -80,7 +86,8 @@ func New(ctx context.Context, cfg Config) (*Authority, error) {
 	if cfg.Store == nil || cfg.KEK == nil {
 		return nil, errors.New("ca.New: store and KEK are required")
 	}
-	a := &Authority{st: cfg.Store, kek: cfg.KEK, now: cfg.Now, log: cfg.Logger, keyCache: map[string]*ecdsa.PrivateKey{}}
+	a := &Authority{st: cfg.Store, kek: cfg.KEK, now: cfg.Now, log: cfg.Logger, keyCache: map[string]*ecdsa.PrivateKey{},
+		certCache: map[string]*x509.Certificate{}}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -189,11 +196,11 @@ type TenantCA struct {
 
 // states assigns each CA its state at now: Revoked and Expired first; the
 // newest CA whose activation time has come is Active; the rest Inactive.
-func states(recs []store.CARecord, now time.Time) ([]TenantCA, error) {
+func (a *Authority) states(recs []store.CARecord, now time.Time) ([]TenantCA, error) {
 	out := make([]TenantCA, len(recs))
 	active := -1
 	for i, r := range recs {
-		c, err := x509.ParseCertificate(r.CertDER)
+		c, err := a.parseCA(r)
 		if err != nil {
 			return nil, fmt.Errorf("tenant CA %s: %w", r.ID, err)
 		}
@@ -222,7 +229,7 @@ func (a *Authority) TenantCAs(ctx context.Context, tenantID string) ([]TenantCA,
 	if err != nil {
 		return nil, err
 	}
-	return states(recs, a.now())
+	return a.states(recs, a.now())
 }
 
 // Rotate makes sure the tenant has an Active CA and, once the active one is
@@ -241,7 +248,7 @@ func (a *Authority) Rotate(ctx context.Context, tenantID string) error {
 		return err
 	}
 	added, err := a.st.AddTenantCA(ctx, rec, func(existing []store.CARecord) bool {
-		cur, err := states(existing, a.now())
+		cur, err := a.states(existing, a.now())
 		if err != nil {
 			return false
 		}
@@ -324,13 +331,42 @@ func (a *Authority) newTenantCA(tenantID string, cas []TenantCA) (store.CARecord
 
 // signer returns the active CA of a tenant with its opened key, rotating
 // first if needed.
-func (a *Authority) signer(ctx context.Context, tenantID string) (TenantCA, *ecdsa.PrivateKey, error) {
-	if err := a.Rotate(ctx, tenantID); err != nil {
-		return TenantCA{}, nil, err
+// parseCA parses a tenant CA's certificate once per CA.
+func (a *Authority) parseCA(r store.CARecord) (*x509.Certificate, error) {
+	a.mu.Lock()
+	c, ok := a.certCache[r.ID]
+	a.mu.Unlock()
+	if ok && bytes.Equal(c.Raw, r.CertDER) {
+		return c, nil
 	}
+	c, err := x509.ParseCertificate(r.CertDER)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if len(a.certCache) >= maxCertCache {
+		clear(a.certCache)
+	}
+	a.certCache[r.ID] = c
+	a.mu.Unlock()
+	return c, nil
+}
+
+// maxCertCache bounds the parsed CA certificates kept (a few per tenant).
+const maxCertCache = 100_000
+
+func (a *Authority) signer(ctx context.Context, tenantID string) (TenantCA, *ecdsa.PrivateKey, error) {
 	cas, err := a.TenantCAs(ctx, tenantID)
 	if err != nil {
 		return TenantCA{}, nil, err
+	}
+	if due, _ := rotationDue(cas, a.now()); due {
+		if err := a.Rotate(ctx, tenantID); err != nil {
+			return TenantCA{}, nil, err
+		}
+		if cas, err = a.TenantCAs(ctx, tenantID); err != nil {
+			return TenantCA{}, nil, err
+		}
 	}
 	for _, c := range cas {
 		if c.State == StateActive {

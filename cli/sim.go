@@ -5,6 +5,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +18,7 @@ import (
 
 func (a *app) simCommand() *cobra.Command {
 	var cfg sim.Config
-	var sourceAddrs string
+	var sourceAddrs, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a fleet of devices against a service and measure it",
@@ -65,6 +67,17 @@ it is a load generator.`,
 					return err
 				}
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			rep, err := sim.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -101,6 +114,7 @@ it is a load generator.`,
 	fl.IntVar(&cfg.Population, "population", 0, "register and claim this many more devices (keys only) first, for a large fleet's database")
 	fl.IntVar(&cfg.DeltaMiB, "delta-mib", 64, "image size of the delta scenario, MiB")
 	fl.IntVar(&cfg.DeltaPlaces, "delta-places", 16, "places the delta scenario changes (5 % of the image in all)")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the simulator's own CPU profile (the devices' side) to this file, for go tool pprof")
 	fl.IntVar(&cfg.ReportEvents, "report-events", 1000, "failure events each device queues and uploads in the reports scenario")
 	return cmd
 }

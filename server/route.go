@@ -89,8 +89,10 @@ type call struct {
 	user   sphere.User
 	tenant *store.TenantStore // set on AccessTenant routes
 	role   sphere.Role        // the caller's role in tenant
-	device *sphere.Device     // set on AccessDevice routes
-	target string             // id of the resource changed, for the audit log
+	device *sphere.Device     // set on AccessDevice routes: see store.DeviceCaller for its fields
+	// update is the calling device's update status, read with device.
+	update store.UpdateStatus
+	target string // id of the resource changed, for the audit log
 }
 
 // handle turns a typed handler into a route's decoder and caller, so that a

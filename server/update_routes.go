@@ -311,7 +311,7 @@ func (s *Server) updateDeviceRoutes() []*route {
 }
 
 func (s *Server) deviceCheck(c *call, in *updates.Report) (updates.CheckResult, error) {
-	return s.updates.Check(c.ctx, *c.device, *in)
+	return s.updates.CheckAfter(c.ctx, *c.device, c.update, *in)
 }
 
 func (s *Server) deviceSigningKey(c *call, _ *api.Empty) (api.DeviceSigningKey, error) {

@@ -52,6 +52,9 @@ func setup(ctx context.Context, cfg Config, c *client.Client, roots *x509.CertPo
 	// Every device measures the same agent "binary": a small file naming
 	// this one, so that a large fleet does not hash the executable once
 	// per device.
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return fleet{}, err
+	}
 	bin := filepath.Join(cfg.Dir, "agent-binary")
 	exe, _ := os.Executable()
 	if err := os.WriteFile(bin, []byte("sphere sim devices: "+exe+"\n"), 0o600); err != nil {

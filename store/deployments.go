@@ -262,13 +262,25 @@ func (s *Store) UpdateCounts(ctx context.Context, deploymentID string, since tim
 // every time). The stored check time is therefore up to coarse old. It
 // reports whether it wrote.
 func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, reported []byte, lastError string, coarse time.Duration) (bool, error) {
-	lastError = truncate(lastError, 512)
-	now := s.now()
+	var prev *UpdateStatus
 	if coarse > 0 {
 		st, err := s.DeviceUpdateStatus(ctx, deviceID)
 		if err != nil {
 			return false, fmt.Errorf("store.RecordUpdateCheck: %w", err)
 		}
+		prev = &st
+	}
+	return s.RecordUpdateCheckAfter(ctx, deviceID, prev, reported, lastError, coarse)
+}
+
+// RecordUpdateCheckAfter is RecordUpdateCheck for a caller that has just
+// read the device's update status (prev, from GetDeviceCaller): it compares
+// against prev instead of reading it again. A nil prev always writes.
+func (s *Store) RecordUpdateCheckAfter(ctx context.Context, deviceID string, prev *UpdateStatus, reported []byte, lastError string, coarse time.Duration) (bool, error) {
+	lastError = truncate(lastError, 512)
+	now := s.now()
+	if coarse > 0 && prev != nil {
+		st := *prev
 		if !st.CheckNow && st.CheckedAt != nil && now.Sub(*st.CheckedAt) < coarse && !now.Before(*st.CheckedAt) &&
 			string(st.Reported) == string(reported) && st.LastError == lastError {
 			return false, nil

@@ -199,6 +199,43 @@ func (s *Store) GetDevice(ctx context.Context, id string) (sphere.Device, error)
 	return s.getDevice(ctx, false, "", id)
 }
 
+// DeviceCaller is what the device-facing API needs of a device that calls
+// it over mutual TLS: who it belongs to now, whether it was revoked, and
+// its update status. One narrow read of the device's row, for every call
+// of a fleet (GetDevice also reads the keys, EK certificate and the last
+// attestation's detail, which these routes never use).
+type DeviceCaller struct {
+	// Device holds ID, TenantID, DeviceGroupID, ProductID, RevokedAt and
+	// RevokedReason; its other fields are empty.
+	Device sphere.Device
+	Update UpdateStatus
+}
+
+// GetDeviceCaller reads a registered device for the device-facing API.
+func (s *Store) GetDeviceCaller(ctx context.Context, id string) (DeviceCaller, error) {
+	var dc DeviceCaller
+	if err := sphere.ValidateDeviceID(id); err != nil {
+		return dc, err
+	}
+	var tenant, group, product sql.NullString
+	var revoked, checked sql.NullInt64
+	var reported string
+	err := s.queryRow(ctx, "SELECT d.id, d.tenant_id, d.device_group_id, g.product_id, d.revoked_at, d.revoked_reason, "+
+		"d.update_checked_at, d.reported, d.update_error, d.check_now"+deviceFrom+"WHERE d.id = ?", id).
+		Scan(&dc.Device.ID, &tenant, &group, &product, &revoked, &dc.Device.RevokedReason,
+			&checked, &reported, &dc.Update.LastError, &dc.Update.CheckNow)
+	if errors.Is(err, sql.ErrNoRows) {
+		return dc, sphere.Errorf(sphere.ENotFound, "device %s is not registered", id)
+	}
+	if err != nil {
+		return dc, fmt.Errorf("store.GetDeviceCaller: %w", err)
+	}
+	dc.Device.TenantID, dc.Device.DeviceGroupID, dc.Device.ProductID = tenant.String, group.String, product.String
+	dc.Device.RevokedAt = fromMicroPtr(revoked)
+	dc.Update.CheckedAt, dc.Update.Reported = fromMicroPtr(checked), []byte(reported)
+	return dc, nil
+}
+
 // GetDevice returns a device claimed by the tenant.
 func (t *TenantStore) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
 	return t.s.getDevice(ctx, true, t.id, id)

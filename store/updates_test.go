@@ -149,7 +149,6 @@ func TestRecordUpdateCheckCoarse(t *testing.T) {
 		ctx := context.Background()
 		a := s.Tenant(mustTenant(t, s, "A").ID)
 		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
-		dev := mustClaimedDevice(t, s, a, g.ID)
 		start := clock.Now()
 		rep := []byte(`[{"component_id":"c1"}]`)
 		steps := []struct {
@@ -167,26 +166,82 @@ func TestRecordUpdateCheckCoarse(t *testing.T) {
 			{"same again", time.Minute, false, `[]`, "disk full", false},
 			{"an hour on", time.Hour, false, `[]`, "disk full", true},
 		}
-		for _, st := range steps {
-			clock.Advance(st.advance)
-			if st.checkNow {
-				if err := a.SetCheckNow(ctx, dev.ID); err != nil {
-					t.Fatal(err)
+		// Both ways in: RecordUpdateCheck reads the status itself; the
+		// device API reads it with the device (GetDeviceCaller) and
+		// passes it to RecordUpdateCheckAfter.
+		for _, viaCaller := range []bool{false, true} {
+			dev := mustClaimedDevice(t, s, a, g.ID)
+			for _, st := range steps {
+				clock.Advance(st.advance)
+				if st.checkNow {
+					if err := a.SetCheckNow(ctx, dev.ID); err != nil {
+						t.Fatal(err)
+					}
 				}
-			}
-			wrote, err := s.RecordUpdateCheck(ctx, dev.ID, []byte(st.rep), st.error, time.Hour)
-			if err != nil || wrote != st.wrote {
-				t.Errorf("%s: wrote %v, %v; want %v", st.name, wrote, err, st.wrote)
-			}
-			got, _ := s.DeviceUpdateStatus(ctx, dev.ID)
-			if got.CheckNow || got.CheckedAt == nil || string(got.Reported) != st.rep || got.LastError != st.error {
-				t.Errorf("%s: status %+v", st.name, got)
-			}
-			if wrote && !got.CheckedAt.Equal(clock.Now()) {
-				t.Errorf("%s: checked at %v, want %v", st.name, got.CheckedAt, clock.Now())
+				var wrote bool
+				var err error
+				if viaCaller {
+					dc, cerr := s.GetDeviceCaller(ctx, dev.ID)
+					if cerr != nil {
+						t.Fatal(cerr)
+					}
+					wrote, err = s.RecordUpdateCheckAfter(ctx, dev.ID, &dc.Update, []byte(st.rep), st.error, time.Hour)
+				} else {
+					wrote, err = s.RecordUpdateCheck(ctx, dev.ID, []byte(st.rep), st.error, time.Hour)
+				}
+				if err != nil || wrote != st.wrote {
+					t.Errorf("%s (via caller %v): wrote %v, %v; want %v", st.name, viaCaller, wrote, err, st.wrote)
+				}
+				got, _ := s.DeviceUpdateStatus(ctx, dev.ID)
+				if got.CheckNow || got.CheckedAt == nil || string(got.Reported) != st.rep || got.LastError != st.error {
+					t.Errorf("%s: status %+v", st.name, got)
+				}
+				if wrote && !got.CheckedAt.Equal(clock.Now()) {
+					t.Errorf("%s: checked at %v, want %v", st.name, got.CheckedAt, clock.Now())
+				}
 			}
 		}
 		clock.Set(start)
+	})
+}
+
+// TestGetDeviceCaller: the device API's narrow read agrees with GetDevice
+// on everything it returns, and sees a revocation and an unknown device.
+func TestGetDeviceCaller(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		dev := mustClaimedDevice(t, s, a, g.ID)
+		full, err := s.GetDevice(ctx, dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dc, err := s.GetDeviceCaller(ctx, dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := dc.Device
+		if d.ID != full.ID || d.TenantID != full.TenantID || d.DeviceGroupID != full.DeviceGroupID || d.ProductID != full.ProductID ||
+			d.RevokedAt != nil || d.ProductID == "" || dc.Update.CheckedAt != nil || dc.Update.CheckNow {
+			t.Errorf("caller %+v; full device %+v", dc, full)
+		}
+		if err := a.SetCheckNow(ctx, dev.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.RevokeDevice(ctx, dev.ID, "stolen"); err != nil {
+			t.Fatal(err)
+		}
+		dc, err = s.GetDeviceCaller(ctx, dev.ID)
+		if err != nil || dc.Device.RevokedAt == nil || dc.Device.RevokedReason != "stolen" || !dc.Update.CheckNow {
+			t.Errorf("after revoking: %+v, %v", dc, err)
+		}
+		if _, err := s.GetDeviceCaller(ctx, strings.Repeat("ab", 32)); codeOf(err) != sphere.ENotFound {
+			t.Errorf("unknown device: %v", err)
+		}
+		if _, err := s.GetDeviceCaller(ctx, "x"); codeOf(err) != sphere.EInvalid {
+			t.Errorf("malformed id: %v", err)
+		}
 	})
 }
 

@@ -163,11 +163,23 @@ const CheckRecordInterval = time.Hour
 // than CheckRecordInterval), moves the rollout on, and returns the targets
 // the device should run now.
 func (s *Service) Check(ctx context.Context, dev sphere.Device, rep Report) (CheckResult, error) {
+	st, err := s.st.DeviceUpdateStatus(ctx, dev.ID)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	return s.CheckAfter(ctx, dev, st, rep)
+}
+
+// CheckAfter is Check for a caller that has just read the device's update
+// status (st, from store.GetDeviceCaller), as the device API does when it
+// authenticates the device: the common, unchanged check then reads the
+// device's row once.
+func (s *Service) CheckAfter(ctx context.Context, dev sphere.Device, st store.UpdateStatus, rep Report) (CheckResult, error) {
 	if len(rep.Components) > 256 {
 		return CheckResult{}, sphere.Errorf(sphere.EInvalid, "at most 256 components")
 	}
 	raw, _ := json.Marshal(rep.Components)
-	if _, err := s.st.RecordUpdateCheck(ctx, dev.ID, raw, rep.LastError, CheckRecordInterval); err != nil {
+	if _, err := s.st.RecordUpdateCheckAfter(ctx, dev.ID, &st, raw, rep.LastError, CheckRecordInterval); err != nil {
 		return CheckResult{}, err
 	}
 	if dev.TenantID == "" || dev.DeviceGroupID == "" {
