@@ -108,7 +108,7 @@ it is a load generator.`,
 	fl.DurationVar(&cfg.Duration, "duration", 0, "keep going round the fleet this long (0: once)")
 	fl.StringVar(&cfg.Tenant, "tenant", "", "tenant to set the fleet up in (default: the selected one)")
 	fl.BoolVar(&cfg.Reuse, "reuse-connections", false, "keep each device's TLS connections between its operations (default: new TLS for every operation)")
-	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys (default: a temporary directory)")
+	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys and certificates (default: a temporary directory in /dev/shm, else $TMPDIR)")
 	fl.StringVar(&sourceAddrs, "source-addrs", "", "loopback source addresses for the sockets, 127.0.0.1-127.0.0.20 or a comma list (default: one per 20,000 devices)")
 	fl.IntVar(&cfg.ServerPID, "server-pid", 0, "process id of the service when it runs on this host: its RSS and CPU are read from /proc")
 	fl.IntVar(&cfg.Population, "population", 0, "register and claim this many more devices (keys only) first, for a large fleet's database")
@@ -130,6 +130,10 @@ func (a *app) simSummary(rep sim.Report) {
 	if u := rep.Server; u != nil {
 		fmt.Fprintf(w, "Service (pid %d) over the scenario: CPU %.1fs (%.2f cores), %s per operation; RSS %s (peak %s).\n",
 			u.After.PID, u.CPU.Seconds(), u.Cores, u.CPUPerOp.Round(time.Microsecond), mib(u.After.RSS), mib(u.After.HWM))
+	}
+	if u := rep.Fleet; u != nil {
+		fmt.Fprintf(w, "Simulator (the devices' side) over the same phase: CPU %.1fs (%.2f cores), %s per operation.\n",
+			u.CPU.Seconds(), u.Cores, u.CPUPerOp.Round(time.Microsecond))
 	}
 	if i := rep.Idle; i != nil {
 		fmt.Fprintf(w, "Idle: %d connections held %s, %d still open after it.", i.Connections, i.Hold, i.Kept)

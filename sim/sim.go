@@ -111,6 +111,9 @@ type Report struct {
 	// Server is the service's memory and CPU over the scenario (after
 	// set-up), when it runs on this host (Config.ServerPID).
 	Server  *ServerUse     `json:"server,omitempty"`
+	// Fleet is the simulator's own use over the same phase: the devices'
+	// side, which shares the host's cores with a local service.
+	Fleet *ServerUse `json:"fleet,omitempty"`
 	Idle    *IdleReport    `json:"idle,omitempty"`
 	Delta   *DeltaReport   `json:"delta,omitempty"`
 	Reports *ReportsReport `json:"reports,omitempty"`
@@ -245,7 +248,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		cfg.SourceAddrs = autoSourceAddrs(cfg.Devices)
 	}
 	if cfg.Dir == "" {
-		dir, err := os.MkdirTemp("", "sphere-sim-")
+		dir, err := tempFleetDir()
 		if err != nil {
 			return Report{}, err
 		}
@@ -294,13 +297,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Ops = append(rep.Ops, rec.op(name))
 	}
 	// The service's use is measured over the scenario's main phase.
-	var before ProcStats
+	var before, selfBefore ProcStats
 	var phaseStart time.Time
 	startPhase := func() {
 		phaseStart = time.Now()
 		if cfg.ServerPID > 0 {
 			before, _ = ReadProc(cfg.ServerPID)
 		}
+		selfBefore, _ = ReadProc(os.Getpid())
 	}
 	startPhase()
 	switch cfg.Scenario {
@@ -347,19 +351,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, err
 		}
 	}
-	if cfg.ServerPID > 0 {
-		after, err := ReadProc(cfg.ServerPID)
-		if err == nil {
-			u := &ServerUse{Before: before, After: after, CPU: after.CPU - before.CPU}
-			if wall := time.Since(phaseStart); wall > 0 {
-				u.Cores = u.CPU.Seconds() / wall.Seconds()
-			}
-			if last := rep.Ops[len(rep.Ops)-1]; last.Count > 0 {
-				u.CPUPerOp = u.CPU / time.Duration(last.Count)
-			}
-			rep.Server = u
+	use := func(before ProcStats, pid int) *ServerUse {
+		after, err := ReadProc(pid)
+		if err != nil || before.PID == 0 {
+			return nil
 		}
+		u := &ServerUse{Before: before, After: after, CPU: after.CPU - before.CPU}
+		if wall := time.Since(phaseStart); wall > 0 {
+			u.Cores = u.CPU.Seconds() / wall.Seconds()
+		}
+		if last := rep.Ops[len(rep.Ops)-1]; last.Count > 0 {
+			u.CPUPerOp = u.CPU / time.Duration(last.Count)
+		}
+		return u
 	}
+	if cfg.ServerPID > 0 {
+		rep.Server = use(before, cfg.ServerPID)
+	}
+	rep.Fleet = use(selfBefore, os.Getpid())
 	for _, d := range devs {
 		if c := d.agent.Certificate(); c != nil && time.Now().Before(c.NotAfter) {
 			rep.Certified++
@@ -403,4 +412,17 @@ func each(ctx context.Context, devs []*device, conc int, rate float64, dur time.
 		}
 	}
 	wg.Wait()
+}
+
+// tempFleetDir makes the directory where the fleet keeps its state by
+// default: in /dev/shm when it can. The virtual devices' flash is not this
+// host's disk: on the disk, thousands of devices writing and fsyncing
+// their keys and certificates contend with the service's own commits and
+// cost the simulator CPU that a service on the same cores would otherwise
+// have.
+func tempFleetDir() (string, error) {
+	if dir, err := os.MkdirTemp("/dev/shm", "sphere-sim-"); err == nil {
+		return dir, nil
+	}
+	return os.MkdirTemp("", "sphere-sim-")
 }
