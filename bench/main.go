@@ -358,15 +358,18 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 	if want("storm") {
 		s := startService(ctx, bin, work, db)
 		var rates, p99s []float64
+		var cpu cpuPerOp
 		var cmd string
 		for range *runs {
 			rep, c := s.sim(ctx, bin, "--devices", strconv.Itoa(*stormN), "--scenario", "storm", "--concurrency", "64")
 			o := opOf(rep, "attest+certificate")
 			rates, p99s, cmd = append(rates, o.PerSecond), append(p99s, float64(o.P99)), c
+			cpu.add(rep)
 		}
 		r := median(rates)
 		figs = append(figs, figure{"attestation storm, new TLS per device" + on(s), fmt.Sprintf("%.0f /s, p99 %s", r, ms(time.Duration(median(p99s)))),
 			"≥ 60 % of the raw ceiling", fmt.Sprintf("%.0f %% of %.0f /s", 100*r/ceil.perSecond(), ceil.perSecond()), cmd})
+		figs = append(figs, cpu.figure("attestation in the storm"+on(s), cmd))
 		s.stop()
 	}
 	// Renewal and update checks with connection reuse, in a large fleet.
@@ -374,6 +377,7 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		s := startService(ctx, bin, work, db)
 		dur := duration.String()
 		var rates, p99s []float64
+		var cpu cpuPerOp
 		var cmd string
 		for i := range *runs {
 			args := []string{"--devices", strconv.Itoa(*reuseN), "--scenario", "update-check", "--concurrency", "64", "--reuse-connections", "--duration", dur}
@@ -383,26 +387,26 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 			rep, c := s.sim(ctx, bin, args...)
 			o := opOf(rep, "update-check")
 			rates, p99s, cmd = append(rates, o.PerSecond), append(p99s, float64(o.P99)), c
+			cpu.add(rep)
 			if i == 0 {
 				figs = append(figs, figure{fmt.Sprintf("fleet set-up: %d devices registered and claimed in bulk, plus %d with agents", *population, *reuseN) + on(s),
 					rep.Setup.Round(time.Second).String(), "100,000 in minutes", "", c})
-				if rep.Server != nil {
-					figs = append(figs, figure{"service CPU per update check" + on(s), fmt.Sprintf("%s (%.2f cores busy)", rep.Server.CPUPerOp.Round(time.Microsecond), rep.Server.Cores),
-						"", fmt.Sprintf("%.0f /s on %d cores if the service had them alone", float64(runtime.NumCPU())/rep.Server.CPUPerOp.Seconds(), runtime.NumCPU()), c})
-				}
 			}
 		}
 		r, p99 := median(rates), time.Duration(median(p99s))
 		figs = append(figs,
 			figure{fmt.Sprintf("update checks, reused connections, %d devices in the database", *population+*reuseN) + on(s), fmt.Sprintf("%.0f /s", r), "≥ 20,000 /s", fmt.Sprintf("%.2f", r/20000), cmd},
-			figure{"update check p99" + on(s), ms(p99), "< 20 ms", fmt.Sprintf("%.2f", float64(p99)/float64(20*time.Millisecond)), cmd})
-		rates = nil
+			figure{"update check p99" + on(s), ms(p99), "< 20 ms", fmt.Sprintf("%.2f", float64(p99)/float64(20*time.Millisecond)), cmd},
+			cpu.figure("update check"+on(s), cmd))
+		rates, cpu = nil, cpuPerOp{}
 		for range *runs {
 			rep, c := s.sim(ctx, bin, "--devices", strconv.Itoa(*reuseN), "--scenario", "renewal", "--concurrency", "64", "--reuse-connections", "--duration", dur)
 			rates, cmd = append(rates, opOf(rep, "renewal").PerSecond), c
+			cpu.add(rep)
 		}
 		r = median(rates)
-		figs = append(figs, figure{"renewal (attestation + certificate), reused connections" + on(s), fmt.Sprintf("%.0f /s", r), "≥ 3,000 /s", fmt.Sprintf("%.2f", r/3000), cmd})
+		figs = append(figs, figure{"renewal (attestation + certificate), reused connections" + on(s), fmt.Sprintf("%.0f /s", r), "≥ 3,000 /s", fmt.Sprintf("%.2f", r/3000), cmd},
+			cpu.figure("renewal"+on(s), cmd))
 		s.stop()
 	}
 	// Idle connections on a fresh service, and the delta update.
@@ -455,6 +459,32 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		s.stop()
 	}
 	return figs
+}
+
+// cpuPerOp collects, over the runs of a scenario, the CPU time per
+// operation of the service and of the simulator (the devices' side), which
+// share this host's cores.
+type cpuPerOp struct{ service, fleet []float64 }
+
+func (c *cpuPerOp) add(rep sim.Report) {
+	if rep.Server != nil && rep.Server.CPUPerOp > 0 {
+		c.service = append(c.service, float64(rep.Server.CPUPerOp))
+	}
+	if rep.Fleet != nil && rep.Fleet.CPUPerOp > 0 {
+		c.fleet = append(c.fleet, float64(rep.Fleet.CPUPerOp))
+	}
+}
+
+// figure is the line for what: the medians, and the rate the service
+// would reach with every core of this host to itself.
+func (c *cpuPerOp) figure(what, cmd string) figure {
+	svc, fleet := time.Duration(median(c.service)), time.Duration(median(c.fleet))
+	alone := ""
+	if svc > 0 {
+		alone = fmt.Sprintf("%.0f /s on %d cores if the service had them alone", float64(runtime.NumCPU())/svc.Seconds(), runtime.NumCPU())
+	}
+	return figure{"CPU per " + what + ": service; simulated devices",
+		fmt.Sprintf("%s; %s", svc.Round(time.Microsecond), fleet.Round(time.Microsecond)), "", alone, cmd}
 }
 
 // agentIdle runs `sphere agent` with a soft root of trust against a local
