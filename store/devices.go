@@ -488,18 +488,17 @@ func (s *Store) RecordAnswer(ctx context.Context, n *Nonce, deviceID string, a s
 				return err
 			}
 		}
-		if _, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ? WHERE id = ?",
-			a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), deviceID); err != nil {
-			return err
-		}
 		if cert == nil {
-			return nil
+			_, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ? WHERE id = ?",
+				a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), deviceID)
+			return err
 		}
 		if _, err := q.exec(ctx, "INSERT INTO device_certs (serial, tenant_id, device_id, ca_id, not_before, not_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 			cert.Serial, cert.TenantID, deviceID, cert.CAID, cert.NotBefore.UnixMicro(), cert.NotAfter.UnixMicro(), s.nowMicro()); err != nil {
 			return err
 		}
-		_, err := q.exec(ctx, "UPDATE devices SET cert_not_after = ? WHERE id = ?", cert.NotAfter.UnixMicro(), deviceID)
+		_, err := q.exec(ctx, "UPDATE devices SET last_attest_at = ?, last_attest_result = ?, last_attest_reason = ?, last_attest_detail = ?, cert_not_after = ? WHERE id = ?",
+			a.At.UTC().UnixMicro(), a.Result, a.Reason, truncate(a.Detail, 512), cert.NotAfter.UnixMicro(), deviceID)
 		return err
 	})
 	if err != nil {

@@ -195,7 +195,7 @@ func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(q *queri
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&querier{tx: t, d: s.d}); err != nil {
+	if err := fn(&querier{tx: t, d: s.d, s: s}); err != nil {
 		t.Rollback()
 		return err
 	}
@@ -205,21 +205,46 @@ func (s *Store) tryTx(ctx context.Context, opts *sql.TxOptions, fn func(q *queri
 	return nil
 }
 
-// querier runs dialect-rebound queries inside one transaction.
+// querier runs dialect-rebound queries inside one transaction. On SQLite
+// it runs them as the store's prepared statements (see Store.query), bound
+// to the transaction: parsing the statements of a write costs about as
+// much as running them.
 type querier struct {
 	tx *sql.Tx
 	d  dialect
+	s  *Store
+}
+
+// stmt returns the store's prepared statement for query, bound to the
+// transaction (closed with it), or nil to run query unprepared.
+func (q *querier) stmt(ctx context.Context, query string) *sql.Stmt {
+	if q.s == nil {
+		return nil
+	}
+	if st := q.s.stmts.get(ctx, q.s, query); st != nil {
+		return q.tx.StmtContext(ctx, st)
+	}
+	return nil
 }
 
 func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return q.tx.ExecContext(ctx, q.d.rebind(query), args...)
 }
 
 func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return q.tx.QueryContext(ctx, q.d.rebind(query), args...)
 }
 
 func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return q.tx.QueryRowContext(ctx, q.d.rebind(query), args...)
 }
 
