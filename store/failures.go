@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -261,11 +262,27 @@ const (
 
 // PurgeFailureReports deletes failure reports received before a time and
 // returns how many it deleted.
+//
+// Rows arrive in seq order, so received_at grows with seq: a binary search
+// on the primary key finds the first row received at or after the cut,
+// and the rows before it go, oldest first, in bounded batches; no index on
+// received_at is needed. A row is never deleted early (every DELETE checks
+// received_at too). Where the order does not hold exactly (transactions
+// committing out of order, a clock stepping back) a row received before
+// the cut may stay beyond the boundary until a later call deletes it.
 func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int64, error) {
+	cut := before.UnixMicro()
+	end, err := s.failureCut(ctx, cut)
+	if err != nil {
+		return 0, fmt.Errorf("store.PurgeFailureReports: %w", err)
+	}
 	var total int64
 	for range purgeMaxBatches {
-		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq IN (SELECT seq FROM failure_reports WHERE received_at < ? ORDER BY seq LIMIT ?)",
-			before.UnixMicro(), purgeBatch)
+		if end == 0 {
+			break
+		}
+		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq IN (SELECT seq FROM failure_reports WHERE seq < ? AND received_at < ? ORDER BY seq LIMIT ?)",
+			end, cut, purgeBatch)
 		if err != nil {
 			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
@@ -276,4 +293,37 @@ func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int6
 		}
 	}
 	return total, nil
+}
+
+// failureCut returns the seq of the first failure report received at or
+// after cut (in microseconds), by a binary search on the primary key that
+// takes received_at to grow with seq; one past the last seq when every row
+// is older, 0 when there are no rows.
+func (s *Store) failureCut(ctx context.Context, cut int64) (int64, error) {
+	var first, last sql.NullInt64
+	if err := s.queryRow(ctx, "SELECT MIN(seq), MAX(seq) FROM failure_reports").Scan(&first, &last); err != nil {
+		return 0, err
+	}
+	if !first.Valid {
+		return 0, nil
+	}
+	// Rows before lo are older than the cut; the first row at or after hi
+	// is not (or there is none).
+	lo, hi := first.Int64, last.Int64+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var seq, recv int64
+		err := s.queryRow(ctx, "SELECT seq, received_at FROM failure_reports WHERE seq >= ? ORDER BY seq LIMIT 1", mid).Scan(&seq, &recv)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			hi = mid
+		case err != nil:
+			return 0, err
+		case recv < cut:
+			lo = seq + 1
+		default:
+			hi = mid
+		}
+	}
+	return lo, nil
 }
