@@ -276,21 +276,26 @@ func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int6
 	if err != nil {
 		return 0, fmt.Errorf("store.PurgeFailureReports: %w", err)
 	}
+	// Each batch is a range of the primary key holding at most purgeBatch
+	// rows (a plain range, which PostgreSQL deletes by the index too).
 	var total int64
-	for range purgeMaxBatches {
-		if end == 0 {
-			break
+	for from, batches := int64(0), 0; from < end && batches < purgeMaxBatches; batches++ {
+		to := end
+		var next int64
+		err := s.queryRow(ctx, "SELECT seq FROM failure_reports WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT 1 OFFSET ?", from, end, purgeBatch).Scan(&next)
+		switch {
+		case err == nil:
+			to = next
+		case !errors.Is(err, sql.ErrNoRows):
+			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
-		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq IN (SELECT seq FROM failure_reports WHERE seq < ? AND received_at < ? ORDER BY seq LIMIT ?)",
-			end, cut, purgeBatch)
+		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq >= ? AND seq < ? AND received_at < ?", from, to, cut)
 		if err != nil {
 			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
 		n, _ := res.RowsAffected()
 		total += n
-		if n < purgeBatch {
-			break
-		}
+		from = to
 	}
 	return total, nil
 }
