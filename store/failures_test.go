@@ -139,7 +139,7 @@ func TestFailureReports(t *testing.T) {
 		if err != nil || gone != 1237 {
 			t.Fatalf("PurgeFailureReports = %d, %v; want 1237", gone, err)
 		}
-		if pg, _ := a.ListFailureReports(ctx, FailureFilter{}, PageRequest{}); len(pg.Items) != 1 || pg.Items[0].ID != late.ID {
+		if pg, _ := a.ListFailureReports(ctx, FailureFilter{}, PageRequest{}); len(pg.Items) != 1 || pg.Items[0].ID != late.ID || pg.Items[0].ExitCode != nil {
 			t.Errorf("after retention: %+v; want only the late report", pg.Items)
 		}
 	})
