@@ -92,10 +92,17 @@ func ValidateFailureEvent(e FailureEvent, now time.Time) error {
 	if e.Class != FailureClassOS && e.Class != FailureClassApp {
 		return Errorf(EInvalid, "event %s: class %q is not os or app (%s is usually %s)", e.ID, truncateRunes(e.Class, 16), e.Category, class)
 	}
-	if err := ValidateText("event "+e.ID+": description", e.Description, MaxFailureDescription); err != nil {
-		return err
+	// The message's label is built only for a text that is not plainly
+	// valid: a batch checks thousands of them.
+	if !plainText(e.Description, MaxFailureDescription) {
+		if err := ValidateText("event "+e.ID+": description", e.Description, MaxFailureDescription); err != nil {
+			return err
+		}
 	}
-	for _, f := range [][2]string{{"component_id", e.ComponentID}, {"image_id", e.ImageID}, {"version", e.Version}, {"signal", e.Signal}} {
+	for _, f := range [...][2]string{{"component_id", e.ComponentID}, {"image_id", e.ImageID}, {"version", e.Version}, {"signal", e.Signal}} {
+		if plainText(f[1], 128) {
+			continue
+		}
 		if err := ValidateText("event "+e.ID+": "+f[0], f[1], 128); err != nil {
 			return err
 		}
@@ -109,6 +116,20 @@ func ValidateFailureEvent(e FailureEvent, now time.Time) error {
 			e.FirstTime.UTC().Format(time.RFC3339), e.LastTime.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// plainText reports whether s is at most max bytes of printable ASCII,
+// which ValidateText always accepts.
+func plainText(s string, max int) bool {
+	if len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func isLowerHex(s string) bool {

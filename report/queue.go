@@ -329,13 +329,24 @@ func recordSize(ev sphere.FailureEvent) int64 {
 	return int64(len(b)) + frameHeader + 32
 }
 
-// NewEventID returns a random event id: 32 lowercase hex digits.
+// NewEventID returns a new event id: 32 lowercase hex digits, the first 12
+// the time in milliseconds since 1970 and the other 20 random (the layout
+// of a UUID version 7, less its version bits). The ids a device makes
+// later sort after its earlier ones, so that the service's unique index
+// of (device, event id) grows at the end of the device's range rather
+// than at random places in it: an upload then changes a few index pages
+// instead of about one per event. 80 random bits keep ids of the same
+// millisecond apart.
 func NewEventID() string {
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (8 * (5 - i)))
+	}
+	if _, err := rand.Read(b[6:]); err != nil {
 		panic(err) // crypto/rand does not fail on Linux
 	}
-	return hex.EncodeToString(b)
+	return hex.EncodeToString(b[:])
 }
 
 // cleanText makes free text fit the service's rules: valid UTF-8, no

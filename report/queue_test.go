@@ -367,3 +367,33 @@ func powerCutChild(dir string) {
 	}
 	os.Exit(0)
 }
+
+// Event ids are 32 lowercase hex digits that the service accepts, and a
+// later id sorts after an earlier one (the service's index of them grows
+// at its end).
+func TestNewEventIDOrdered(t *testing.T) {
+	prev := NewEventID()
+	seen := map[string]bool{prev: true}
+	for i := range 200 {
+		if i%50 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		id := NewEventID()
+		if err := sphere.ValidateFailureEvent(sphere.FailureEvent{ID: id, Class: "os", Category: sphere.FailureAgentPanic, Count: 1,
+			FirstTime: time.Now(), LastTime: time.Now()}, time.Now()); err != nil {
+			t.Fatalf("id %s: %v", id, err)
+		}
+		if seen[id] {
+			t.Fatalf("id %s made twice", id)
+		}
+		seen[id] = true
+		if i%50 == 0 && id <= prev {
+			t.Fatalf("id %s made 2ms after %s sorts before it", id, prev)
+		}
+		prev = id
+	}
+	ms := time.Now().UnixMilli()
+	if got := NewEventID()[:12]; got != fmt.Sprintf("%012x", ms) && got != fmt.Sprintf("%012x", ms+1) {
+		t.Errorf("id starts %s; want the time %012x", got, ms)
+	}
+}

@@ -126,6 +126,9 @@ func (s inputShape) decode(w http.ResponseWriter, r *http.Request) (reflect.Valu
 	if len(bytes.TrimSpace(body)) == 0 {
 		return v, sphere.Errorf(sphere.EInvalid, "request body is empty; send a JSON object")
 	}
+	if u, ok := v.Interface().(*api.FailureUpload); ok && fastFailureUpload(body, u) {
+		return v, nil
+	}
 	return v, decodeJSONBody(body, v.Interface())
 }
 

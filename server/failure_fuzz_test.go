@@ -10,12 +10,14 @@ import (
 	"github.com/opensphere/sphere/api"
 )
 
-// decodeFailureUpload is what the device route does with a body: the
-// strict JSON decoder, then the batch's own checks.
+// decodeFailureUpload is what the device route does with a body: the fast
+// path or else the strict JSON decoder, then the batch's own checks.
 func decodeFailureUpload(body []byte, now time.Time) (api.FailureUpload, error) {
 	var u api.FailureUpload
-	if err := decodeJSONBody(body, &u); err != nil {
-		return u, err
+	if !fastFailureUpload(body, &u) {
+		if err := decodeJSONBody(body, &u); err != nil {
+			return u, err
+		}
 	}
 	return u, u.Validate(now)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,24 +17,63 @@ const failureColumns = "tenant_id, product_id, device_group_id, device_id, event
 // failureChunks are the row counts of the INSERTs a batch is split into:
 // the largest first, then powers of two, so that a few statements, each
 // prepared once per connection (see Store.failureInsert), fit any batch.
-// 512 rows of 17 parameters stay under SQLite's and PostgreSQL's limits.
+// 512 rows of 12 parameters, and the batch's 5, stay under SQLite's and
+// PostgreSQL's limits.
 var failureChunks = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
 
-// failureInsert returns the prepared INSERT of n rows.
+// failureBatchParams are the parameters an INSERT of failure reports binds
+// once for all its rows: the columns that are the same for the whole
+// upload, the device and where it stood. failureRowParams are the event's.
+const (
+	failureBatchParams = 5
+	failureRowParams   = 12
+)
+
+// failureInsert returns the prepared INSERT of n rows. The first
+// failureBatchParams parameters are the upload's and repeat in every row,
+// so that they are bound once, not once per event. On PostgreSQL every
+// parameter is numbered ($NNN). On SQLite only those are (?1 to ?5); the
+// events' are plain ?, which SQLite numbers on from the highest so far: a
+// numbered parameter gets a name, and the driver looks up every
+// parameter's name at every execution, a linear search in SQLite.
 func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 	if st, ok := s.inserts.Load(n); ok {
 		return st.(*sql.Stmt), nil
 	}
+	pg := s.d.name == "postgres"
+	param := func(b *strings.Builder, i int) {
+		switch {
+		case pg:
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(i))
+		case i <= failureBatchParams:
+			b.WriteByte('?')
+			b.WriteString(strconv.Itoa(i))
+		default:
+			b.WriteByte('?')
+		}
+	}
 	var b strings.Builder
-	b.WriteString("INSERT INTO failure_reports (" + failureColumns + ") VALUES ")
+	b.WriteString("INSERT INTO failure_reports (tenant_id, product_id, device_group_id, device_id, received_at, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time) VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteByte('(')
+		for j := range failureBatchParams + failureRowParams {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			if j < failureBatchParams {
+				param(&b, j+1)
+			} else {
+				param(&b, failureBatchParams+i*failureRowParams+j-failureBatchParams+1)
+			}
+		}
+		b.WriteByte(')')
 	}
 	b.WriteString(" ON CONFLICT (device_id, event_id) DO NOTHING")
-	st, err := s.db.PrepareContext(ctx, s.d.rebind(b.String()))
+	st, err := s.db.PrepareContext(ctx, b.String())
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +97,7 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 	accepted := 0
 	err := s.tx(ctx, func(q *querier) error {
 		accepted = 0
-		args := make([]any, 0, min(len(events), failureChunks[0])*17)
+		args := make([]any, 0, failureBatchParams+min(len(events), failureChunks[0])*failureRowParams)
 		for rest := events; len(rest) > 0; {
 			n := failureChunks[0]
 			for _, c := range failureChunks {
@@ -67,14 +107,14 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 			}
 			chunk := rest[:n]
 			rest = rest[n:]
-			args = args[:0]
+			args = append(args[:0], dev.TenantID, dev.ProductID, dev.DeviceGroupID, dev.ID, now)
 			for _, e := range chunk {
-				var code sql.NullInt64
+				var code any // NULL
 				if e.ExitCode != nil {
-					code = sql.NullInt64{Int64: int64(*e.ExitCode), Valid: true}
+					code = int64(*e.ExitCode)
 				}
-				args = append(args, dev.TenantID, dev.ProductID, dev.DeviceGroupID, dev.ID, e.ID, e.Class, e.Category, e.Description,
-					e.ComponentID, e.ImageID, e.Version, code, e.Signal, e.Count, e.FirstTime.UnixMicro(), e.LastTime.UnixMicro(), now)
+				args = append(args, e.ID, e.Class, e.Category, e.Description,
+					e.ComponentID, e.ImageID, e.Version, code, e.Signal, e.Count, e.FirstTime.UnixMicro(), e.LastTime.UnixMicro())
 			}
 			st, err := s.failureInsert(ctx, n)
 			if err != nil {
@@ -261,19 +301,73 @@ const (
 
 // PurgeFailureReports deletes failure reports received before a time and
 // returns how many it deleted.
+//
+// Rows arrive in seq order, so received_at grows with seq: a binary search
+// on the primary key finds the first row received at or after the cut,
+// and the rows before it go, oldest first, in bounded batches; no index on
+// received_at is needed. A row is never deleted early (every DELETE checks
+// received_at too). Where the order does not hold exactly (transactions
+// committing out of order, a clock stepping back) a row received before
+// the cut may stay beyond the boundary until a later call deletes it.
 func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int64, error) {
+	cut := before.UnixMicro()
+	end, err := s.failureCut(ctx, cut)
+	if err != nil {
+		return 0, fmt.Errorf("store.PurgeFailureReports: %w", err)
+	}
+	// Each batch is a range of the primary key holding at most purgeBatch
+	// rows (a plain range, which PostgreSQL deletes by the index too).
 	var total int64
-	for range purgeMaxBatches {
-		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq IN (SELECT seq FROM failure_reports WHERE received_at < ? ORDER BY seq LIMIT ?)",
-			before.UnixMicro(), purgeBatch)
+	for from, batches := int64(0), 0; from < end && batches < purgeMaxBatches; batches++ {
+		to := end
+		var next int64
+		err := s.queryRow(ctx, "SELECT seq FROM failure_reports WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT 1 OFFSET ?", from, end, purgeBatch).Scan(&next)
+		switch {
+		case err == nil:
+			to = next
+		case !errors.Is(err, sql.ErrNoRows):
+			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
+		}
+		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq >= ? AND seq < ? AND received_at < ?", from, to, cut)
 		if err != nil {
 			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
 		n, _ := res.RowsAffected()
 		total += n
-		if n < purgeBatch {
-			break
-		}
+		from = to
 	}
 	return total, nil
+}
+
+// failureCut returns the seq of the first failure report received at or
+// after cut (in microseconds), by a binary search on the primary key that
+// takes received_at to grow with seq; one past the last seq when every row
+// is older, 0 when there are no rows.
+func (s *Store) failureCut(ctx context.Context, cut int64) (int64, error) {
+	var first, last sql.NullInt64
+	if err := s.queryRow(ctx, "SELECT MIN(seq), MAX(seq) FROM failure_reports").Scan(&first, &last); err != nil {
+		return 0, err
+	}
+	if !first.Valid {
+		return 0, nil
+	}
+	// Rows before lo are older than the cut; the first row at or after hi
+	// is not (or there is none).
+	lo, hi := first.Int64, last.Int64+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var seq, recv int64
+		err := s.queryRow(ctx, "SELECT seq, received_at FROM failure_reports WHERE seq >= ? ORDER BY seq LIMIT 1", mid).Scan(&seq, &recv)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			hi = mid
+		case err != nil:
+			return 0, err
+		case recv < cut:
+			lo = seq + 1
+		default:
+			hi = mid
+		}
+	}
+	return lo, nil
 }

@@ -139,8 +139,97 @@ func TestFailureReports(t *testing.T) {
 		if err != nil || gone != 1237 {
 			t.Fatalf("PurgeFailureReports = %d, %v; want 1237", gone, err)
 		}
-		if pg, _ := a.ListFailureReports(ctx, FailureFilter{}, PageRequest{}); len(pg.Items) != 1 || pg.Items[0].ID != late.ID {
+		if pg, _ := a.ListFailureReports(ctx, FailureFilter{}, PageRequest{}); len(pg.Items) != 1 || pg.Items[0].ID != late.ID || pg.Items[0].ExitCode != nil {
 			t.Errorf("after retention: %+v; want only the late report", pg.Items)
+		}
+	})
+}
+
+// Retention finds its cut on the primary key: across many uploads and
+// more than one delete batch it deletes exactly the reports received
+// before the cut, and never a later one when the clock stepped back.
+func TestPurgeFailureReportsBySeq(t *testing.T) {
+	clk := newTestClock()
+	eachStoreWith(t, Config{Now: clk.Now}, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		d := mustClaimedDevice(t, s, a, g.ID)
+		t0 := clk.Now()
+		upload := func(n int) []sphere.FailureEvent {
+			t.Helper()
+			batch := make([]sphere.FailureEvent, n)
+			for i := range batch {
+				batch[i] = failureEvent(sphere.FailureAppExit, "exit code 1", "img1", t0.Add(-time.Hour))
+			}
+			if got, err := s.AddFailureReports(ctx, d, batch); err != nil || got != n {
+				t.Fatalf("AddFailureReports = %d, %v; want %d", got, err, n)
+			}
+			return batch
+		}
+		count := func() int {
+			t.Helper()
+			var n int
+			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_reports").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n, err := s.PurgeFailureReports(ctx, t0); err != nil || n != 0 {
+			t.Fatalf("purge of an empty table = %d, %v", n, err)
+		}
+		// One upload a minute; one of them is sent twice (a lost answer),
+		// which leaves a gap in seq on PostgreSQL.
+		sizes := []int{700, 1, 4000, 2500, 1, 3000, 999}
+		for i, n := range sizes {
+			clk.Set(t0.Add(time.Duration(i) * time.Minute))
+			b := upload(n)
+			if i == 2 {
+				if got, err := s.AddFailureReports(ctx, d, b); err != nil || got != 0 {
+					t.Fatalf("resent batch = %d, %v", got, err)
+				}
+			}
+		}
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		// Cuts between and on the uploads' times, each deleting what the
+		// uploads before it added (more than one batch of purgeBatch).
+		deleted := 0
+		for _, c := range []struct {
+			cut  time.Duration
+			want int
+		}{{-time.Minute, 0}, {0, 0}, {time.Minute, 700}, {90 * time.Second, 1}, {4*time.Minute + time.Second, 4000 + 2500 + 1}, {time.Hour, 3000 + 999}} {
+			n, err := s.PurgeFailureReports(ctx, t0.Add(c.cut))
+			if err != nil || n != int64(c.want) {
+				t.Fatalf("purge before %v = %d, %v; want %d", c.cut, n, err, c.want)
+			}
+			deleted += c.want
+			if got := count(); got != total-deleted {
+				t.Fatalf("after the purge before %v: %d reports; want %d", c.cut, got, total-deleted)
+			}
+		}
+
+		// The clock steps back: reports received later sit before older
+		// ones in seq. Nothing received at or after the cut goes.
+		clk.Set(t0.Add(2 * time.Hour))
+		upload(10)
+		clk.Set(t0.Add(time.Hour))
+		upload(20)
+		clk.Set(t0.Add(3 * time.Hour))
+		upload(30)
+		n, err := s.PurgeFailureReports(ctx, t0.Add(90*time.Minute))
+		if err != nil || n > 20 {
+			t.Fatalf("purge after a clock step = %d, %v; want at most the 20 older reports", n, err)
+		}
+		var newer int
+		if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_reports WHERE received_at >= ?", t0.Add(90*time.Minute).UnixMicro()).Scan(&newer); err != nil || newer != 40 {
+			t.Fatalf("%d reports received after the cut are left, %v; want 40", newer, err)
+		}
+		// A later cut takes the rest of the older ones.
+		if n, err := s.PurgeFailureReports(ctx, t0.Add(150*time.Minute)); err != nil || count() != 30 {
+			t.Fatalf("purge before 2h30 = %d, %v; %d reports left, want 30", n, err, count())
 		}
 	})
 }
