@@ -92,7 +92,7 @@ func main() {
 		dbs = append(dbs, "")
 	}
 	if pg := os.Getenv("SPHERE_TEST_POSTGRES"); pg != "" {
-		dbs = append(dbs, pgSchema(ctx, pg))
+		dbs = append(dbs, pg) // each service gets a new schema (startService)
 	}
 	for _, db := range dbs {
 		figs = append(figs, scenarios(ctx, bin, work, db, ceil)...)
@@ -259,7 +259,7 @@ func pgSchema(ctx context.Context, dsn string) string {
 	db, err := sql.Open("pgx", dsn)
 	check(err)
 	defer db.Close()
-	schema := fmt.Sprintf("sphere_bench_%d", time.Now().Unix())
+	schema := fmt.Sprintf("sphere_bench_%d", time.Now().UnixNano())
 	_, err = db.ExecContext(ctx, "CREATE SCHEMA "+schema)
 	check(err)
 	sep := "?"
@@ -282,7 +282,10 @@ func startService(ctx context.Context, bin, work, db string) *service {
 	args := []string{"serve", "--log-level", "warn", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")}
 	s := &service{dbName: "SQLite", config: filepath.Join(dir, "config.json"), caFile: filepath.Join(dir, "data", "tls", "server.crt")}
 	if db != "" {
-		args = append(args, "--db", db)
+		// A new, empty schema for each service, as SQLite gets a new
+		// directory: a service started on another's database would find
+		// CA keys sealed with that service's key-encryption key.
+		args = append(args, "--db", pgSchema(ctx, db))
 		s.dbName = "PostgreSQL"
 	}
 	s.cmd = exec.CommandContext(ctx, bin, args...)

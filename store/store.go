@@ -55,6 +55,42 @@ type Store struct {
 	// inserts holds the failure-report INSERTs by row count (see
 	// failures.go), prepared on every dialect.
 	inserts sync.Map
+	// wrote nudges the SQLite checkpointer after a commit; done stops
+	// it, and stopped says it has stopped.
+	wrote         chan struct{}
+	done, stopped chan struct{}
+	stopOnce      sync.Once
+}
+
+// checkpointPause is the least time between two checkpoints of the
+// background checkpointer: under a stream of writes it checkpoints a few
+// times a second, not after every commit.
+const checkpointPause = 200 * time.Millisecond
+
+// checkpointer copies the WAL back into the database file in the
+// background (SQLite). SQLite's automatic checkpoint runs inside the commit
+// that crosses the WAL's size threshold, under the one writer's lock, so
+// every writer queued behind it waits for the copy and the database file's
+// fsync; here the writer only appends to the WAL, and a PASSIVE checkpoint,
+// which blocks neither writers nor readers, runs beside it. Durability is
+// the WAL's, fsynced at every commit (synchronous=FULL), as before.
+func (s *Store) checkpointer() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wrote:
+		}
+		if _, err := s.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+			s.log.Warn("checkpointing the SQLite WAL", "err", err)
+		}
+		select {
+		case <-s.done:
+			return
+		case <-time.After(checkpointPause):
+		}
+	}
 }
 
 // Open connects to the database and applies any pending migrations.
@@ -89,7 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// take the write lock up front so that two writers never deadlock.
 		s.db, err = sql.Open("sqlite", "file:"+path+
 			"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"+
-			"&_pragma=busy_timeout(10000)&_txlock=immediate")
+			"&_pragma=busy_timeout(10000)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 		if err == nil {
 			s.db.SetMaxOpenConns(8)
 			s.db.SetMaxIdleConns(8)
@@ -107,11 +143,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	if s.d.name == "sqlite" {
+		s.wrote, s.done, s.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go s.checkpointer()
+		s.nudge()
+	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.done != nil {
+		s.stopOnce.Do(func() { close(s.done) })
+		<-s.stopped
+	}
 	s.inserts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
 	s.stmts.close()
 	return s.db.Close()
@@ -177,6 +222,9 @@ func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
 		err := s.tryTx(ctx, opts, fn)
 		if s.d.name == "sqlite" {
 			s.writeMu.Unlock()
+			if err == nil {
+				s.nudge()
+			}
 		}
 		if err == nil || !isSerializationFailure(err) || attempt == attempts {
 			return err
@@ -187,6 +235,18 @@ func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
 			return ctx.Err()
 		case <-time.After(time.Duration(attempt) * time.Duration(1+randomBytes(1)[0]%8) * time.Millisecond):
 		}
+	}
+}
+
+// nudge tells the checkpointer that a write committed (on PostgreSQL it
+// does nothing).
+func (s *Store) nudge() {
+	if s.wrote == nil {
+		return
+	}
+	select {
+	case s.wrote <- struct{}{}:
+	default:
 	}
 }
 
@@ -268,7 +328,9 @@ func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Ro
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if st := s.stmts.get(ctx, s, query); st != nil {
-		return st.ExecContext(ctx, args...)
+		res, err := st.ExecContext(ctx, args...)
+		s.nudge()
+		return res, err
 	}
 	return s.db.ExecContext(ctx, s.d.rebind(query), args...)
 }
