@@ -329,8 +329,6 @@ func (a *Authority) newTenantCA(tenantID string, cas []TenantCA) (store.CARecord
 		Thumbprint: Thumbprint(c), NotBefore: c.NotBefore, NotAfter: c.NotAfter, ActivatesAt: activates}, nil
 }
 
-// signer returns the active CA of a tenant with its opened key, rotating
-// first if needed.
 // parseCA parses a tenant CA's certificate once per CA.
 func (a *Authority) parseCA(r store.CARecord) (*x509.Certificate, error) {
 	a.mu.Lock()
@@ -355,6 +353,8 @@ func (a *Authority) parseCA(r store.CARecord) (*x509.Certificate, error) {
 // maxCertCache bounds the parsed CA certificates kept (a few per tenant).
 const maxCertCache = 100_000
 
+// signer returns the active CA of a tenant with its opened key, rotating
+// first if needed.
 func (a *Authority) signer(ctx context.Context, tenantID string) (TenantCA, *ecdsa.PrivateKey, error) {
 	cas, err := a.TenantCAs(ctx, tenantID)
 	if err != nil {
