@@ -110,10 +110,10 @@ type Report struct {
 	AddrFallbacks int64 `json:"addr_fallbacks"`
 	// Server is the service's memory and CPU over the scenario (after
 	// set-up), when it runs on this host (Config.ServerPID).
-	Server  *ServerUse     `json:"server,omitempty"`
+	Server *ServerUse `json:"server,omitempty"`
 	// Fleet is the simulator's own use over the same phase: the devices'
 	// side, which shares the host's cores with a local service.
-	Fleet *ServerUse `json:"fleet,omitempty"`
+	Fleet   *ServerUse     `json:"fleet,omitempty"`
 	Idle    *IdleReport    `json:"idle,omitempty"`
 	Delta   *DeltaReport   `json:"delta,omitempty"`
 	Reports *ReportsReport `json:"reports,omitempty"`
