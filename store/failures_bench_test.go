@@ -14,21 +14,13 @@ import (
 // BenchmarkAddFailureReports measures the store's failure-report ingest on
 // SQLite: batches of 1,000 events, one transaction each.
 func BenchmarkAddFailureReports(b *testing.B) {
-	s, err := Open(context.Background(), Config{DSN: filepath.Join(b.TempDir(), "s.db")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, ts, groupID := benchStore(b)
 	ctx := context.Background()
-	tn, _ := s.CreateTenant(ctx, "A", "")
-	ts := s.Tenant(tn.ID)
-	p, _ := ts.CreateProduct(ctx, "Lamp", "")
-	gs, _ := ts.ListDeviceGroups(ctx, DeviceGroupFilter{Product: p.ID}, PageRequest{})
 	d, err := s.RegisterDevice(ctx, newRegistration(b))
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, _ = ts.ClaimDevice(ctx, d.ID, gs.Items[0].ID)
+	d, _ = ts.ClaimDevice(ctx, d.ID, groupID)
 	now := time.Now().UTC()
 	n := 0
 	cpu0 := cpuTime()
@@ -56,4 +48,30 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchStore opens a SQLite store for a benchmark (closed at its end) with
+// a tenant and a product, and returns the tenant and the product's first
+// device group.
+func benchStore(b *testing.B) (*Store, *TenantStore, string) {
+	s, err := Open(context.Background(), Config{DSN: filepath.Join(b.TempDir(), "s.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	tn, err := s.CreateTenant(ctx, "A", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := s.Tenant(tn.ID)
+	p, err := ts.CreateProduct(ctx, "Lamp", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs, err := ts.ListDeviceGroups(ctx, DeviceGroupFilter{Product: p.ID}, PageRequest{})
+	if err != nil || len(gs.Items) == 0 {
+		b.Fatal("no device group", err)
+	}
+	return s, ts, gs.Items[0].ID
 }
