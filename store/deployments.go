@@ -257,26 +257,13 @@ func (s *Store) UpdateCounts(ctx context.Context, deploymentID string, since tim
 // RecordUpdateCheck notes that a device checked for updates: when, the
 // components it reported running (JSON) and its last update error, and
 // clears its check-now flag. To keep the common check read-only it writes
-// only when something changed: the report or error differ, the check-now
-// flag is set, or the stored check time is older than coarse (zero writes
-// every time). The stored check time is therefore up to coarse old. It
-// reports whether it wrote.
-func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, reported []byte, lastError string, coarse time.Duration) (bool, error) {
-	var prev *UpdateStatus
-	if coarse > 0 {
-		st, err := s.DeviceUpdateStatus(ctx, deviceID)
-		if err != nil {
-			return false, fmt.Errorf("store.RecordUpdateCheck: %w", err)
-		}
-		prev = &st
-	}
-	return s.RecordUpdateCheckAfter(ctx, deviceID, prev, reported, lastError, coarse)
-}
-
-// RecordUpdateCheckAfter is RecordUpdateCheck for a caller that has just
-// read the device's update status (prev, from GetDeviceCaller): it compares
-// against prev instead of reading it again. A nil prev always writes.
-func (s *Store) RecordUpdateCheckAfter(ctx context.Context, deviceID string, prev *UpdateStatus, reported []byte, lastError string, coarse time.Duration) (bool, error) {
+// only when something changed against prev, the device's update status as
+// the caller just read it (GetDeviceCaller or DeviceUpdateStatus): the
+// report or error differ, the check-now flag is set, or the stored check
+// time is older than coarse. A nil prev or a zero coarse writes every time;
+// the stored check time is therefore up to coarse old. It reports whether
+// it wrote.
+func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, prev *UpdateStatus, reported []byte, lastError string, coarse time.Duration) (bool, error) {
 	lastError = truncate(lastError, 512)
 	now := s.now()
 	if coarse > 0 && prev != nil {

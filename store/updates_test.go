@@ -132,7 +132,7 @@ func TestImagesAndDeployments(t *testing.T) {
 		if !st.CheckNow || st.CheckedAt != nil {
 			t.Errorf("status before a check: %+v", st)
 		}
-		s.RecordUpdateCheck(ctx, dev.ID, []byte(`[{"component_id":"c1"}]`), "disk full", 0)
+		s.RecordUpdateCheck(ctx, dev.ID, nil, []byte(`[{"component_id":"c1"}]`), "disk full", 0)
 		st, _ = s.DeviceUpdateStatus(ctx, dev.ID)
 		if st.CheckNow || st.CheckedAt == nil || st.LastError != "disk full" || string(st.Reported) == "" {
 			t.Errorf("status after a check: %+v", st)
@@ -166,9 +166,9 @@ func TestRecordUpdateCheckCoarse(t *testing.T) {
 			{"same again", time.Minute, false, `[]`, "disk full", false},
 			{"an hour on", time.Hour, false, `[]`, "disk full", true},
 		}
-		// Both ways in: RecordUpdateCheck reads the status itself; the
-		// device API reads it with the device (GetDeviceCaller) and
-		// passes it to RecordUpdateCheckAfter.
+		// Both ways of reading the status it compares against: alone
+		// (DeviceUpdateStatus), or with the device as the device API
+		// does (GetDeviceCaller).
 		for _, viaCaller := range []bool{false, true} {
 			dev := mustClaimedDevice(t, s, a, g.ID)
 			for _, st := range steps {
@@ -185,9 +185,13 @@ func TestRecordUpdateCheckCoarse(t *testing.T) {
 					if cerr != nil {
 						t.Fatal(cerr)
 					}
-					wrote, err = s.RecordUpdateCheckAfter(ctx, dev.ID, &dc.Update, []byte(st.rep), st.error, time.Hour)
+					wrote, err = s.RecordUpdateCheck(ctx, dev.ID, &dc.Update, []byte(st.rep), st.error, time.Hour)
 				} else {
-					wrote, err = s.RecordUpdateCheck(ctx, dev.ID, []byte(st.rep), st.error, time.Hour)
+					prev, serr := s.DeviceUpdateStatus(ctx, dev.ID)
+					if serr != nil {
+						t.Fatal(serr)
+					}
+					wrote, err = s.RecordUpdateCheck(ctx, dev.ID, &prev, []byte(st.rep), st.error, time.Hour)
 				}
 				if err != nil || wrote != st.wrote {
 					t.Errorf("%s (via caller %v): wrote %v, %v; want %v", st.name, viaCaller, wrote, err, st.wrote)

@@ -179,7 +179,7 @@ func (s *Service) CheckAfter(ctx context.Context, dev sphere.Device, st store.Up
 		return CheckResult{}, sphere.Errorf(sphere.EInvalid, "at most 256 components")
 	}
 	raw, _ := json.Marshal(rep.Components)
-	if _, err := s.st.RecordUpdateCheckAfter(ctx, dev.ID, &st, raw, rep.LastError, CheckRecordInterval); err != nil {
+	if _, err := s.st.RecordUpdateCheck(ctx, dev.ID, &st, raw, rep.LastError, CheckRecordInterval); err != nil {
 		return CheckResult{}, err
 	}
 	if dev.TenantID == "" || dev.DeviceGroupID == "" {
