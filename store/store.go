@@ -278,9 +278,6 @@ type querier struct {
 // stmt returns the store's prepared statement for query, bound to the
 // transaction (closed with it), or nil to run query unprepared.
 func (q *querier) stmt(ctx context.Context, query string) *sql.Stmt {
-	if q.s == nil {
-		return nil
-	}
 	if st := q.s.stmts.get(ctx, q.s, query); st != nil {
 		return q.tx.StmtContext(ctx, st)
 	}
