@@ -6,7 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
-	"net/http/httptest"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +19,7 @@ import (
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
+	"github.com/opensphere/sphere/tlsutil"
 	"github.com/opensphere/sphere/updates"
 	"github.com/opensphere/sphere/verifier"
 )
@@ -85,16 +86,38 @@ func startService(t testing.TB) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Now: clk.Now, Logger: log})
+	// The service's own listener, as `sphere serve` runs it, parking idle
+	// connections after 50 ms: the agent's calls of one session find their
+	// connection parked now and then.
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Now: clk.Now, Logger: log, ParkIdleAfter: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(srv.Handler())
-	hs.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
-	hs.StartTLS()
-	t.Cleanup(hs.Close)
+	cert, _, err := tlsutil.LoadOrCreateSelfSigned(t.TempDir(), nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootCert, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- srv.Serve(sctx, ln, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("server.Serve: %v", err)
+		}
+	})
 	roots := x509.NewCertPool()
-	roots.AddCert(hs.Certificate())
+	roots.AddCert(rootCert)
 
 	tn, err := st.CreateTenant(ctx, "Acme", "")
 	if err != nil {
@@ -113,7 +136,7 @@ func startService(t testing.TB) *service {
 	for _, g := range gs.Items {
 		groups[g.Name] = g
 	}
-	return &service{st: st, ca: authority, upd: upd, blobDir: blobDir, url: hs.URL, roots: roots, rootCert: hs.Certificate(), clock: clk, tenant: ts, groups: groups}
+	return &service{st: st, ca: authority, upd: upd, blobDir: blobDir, url: "https://" + ln.Addr().String(), roots: roots, rootCert: rootCert, clock: clk, tenant: ts, groups: groups}
 }
 
 type testWriter struct{ t testing.TB }

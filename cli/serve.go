@@ -38,6 +38,8 @@ type serveFlags struct {
 	logLevel, logFormat    string
 	adminUser, firstTenant string
 	shutdownTimeout        time.Duration
+	parkIdleAfter          time.Duration
+	idleTimeout            time.Duration
 	failureRetention       time.Duration
 	pprofAddr              string
 }
@@ -78,6 +80,8 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.StringVar(&f.firstTenant, "bootstrap-tenant", "Default", "name of the tenant created on first start")
 	fl.DurationVar(&f.retailEvalLead, "retail-eval-lead", 14*24*time.Hour, "how much earlier RetailEval device groups get an OS release than Retail groups")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain requests in flight on SIGINT/SIGTERM")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 2*time.Minute, "close a keep-alive connection idle this long (devices that hold their connection need more)")
+	fl.DurationVar(&f.parkIdleAfter, "park-idle-after", time.Second, "park an idle device connection (HTTP/1.1) after this long, freeing its goroutine and buffers until its next request (Linux); 0 never parks")
 	fl.DurationVar(&f.failureRetention, "failure-report-retention", 90*24*time.Hour, "how long failure reports are kept after they arrive (checked hourly)")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060) for profiling; off by default")
 	return cmd
@@ -99,6 +103,9 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	}
 	if (f.tlsCert == "") != (f.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if f.idleTimeout <= 0 {
+		return fmt.Errorf("--idle-timeout must be positive, got %s", f.idleTimeout)
 	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -147,7 +154,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout})
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout, ParkIdleAfter: parkAfter(f.parkIdleAfter), IdleTimeout: f.idleTimeout})
 	if err != nil {
 		return err
 	}
@@ -191,6 +198,15 @@ Log in with:
 	err = srv.Serve(ctx, ln, tc)
 	log.Info("stopped")
 	return err
+}
+
+// parkAfter maps --park-idle-after to server.Config.ParkIdleAfter, where
+// zero means the default and negative never.
+func parkAfter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // listenURLHost turns a listener address into the host:port to put in a

@@ -16,7 +16,9 @@ import (
 // devices and checks correctness only: every device enrolled and
 // certified, zero errors. No test asserts a speed.
 func TestSimSmall(t *testing.T) {
-	admin := loggedIn(t, t.TempDir())
+	// Idle connections are parked after 200 ms: the idle scenario's
+	// second round finds every connection parked and wakes it.
+	admin := loggedIn(t, t.TempDir(), "--park-idle-after", "200ms")
 	for _, sc := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck, sim.ScenarioIdle} {
 		t.Run(sc, func(t *testing.T) {
 			args := []string{"sim", "--devices", "200", "--scenario", sc, "--concurrency", "16", "--dir", t.TempDir(),
@@ -88,8 +90,8 @@ func TestParseSourceAddrs(t *testing.T) {
 
 // loggedIn starts `sphere serve` with its data in dir and returns the CLI
 // logged in as its first operator.
-func loggedIn(t *testing.T, dir string) cli {
-	svc := startService(t, filepath.Join(dir, "sphere-data"))
+func loggedIn(t *testing.T, dir string, serveFlags ...string) cli {
+	svc := startService(t, filepath.Join(dir, "sphere-data"), serveFlags...)
 	admin := cli{t: t, config: filepath.Join(dir, "admin.json")}
 	admin.run("login", "--server", svc.url, "--ca-file", svc.caFile, "--token", svc.token)
 	return admin

@@ -10,8 +10,10 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	parked          prometheus.Gauge
+	handshakeErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -25,8 +27,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to answer an HTTP request, by route pattern.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route"}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sphere_http_parked_connections",
+			Help: "Idle HTTP/1.1 connections parked without a goroutine until their next request.",
+		}),
+		handshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sphere_tls_handshake_errors_total",
+			Help: "TLS handshakes that failed or timed out.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.parked, m.handshakeErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -45,7 +45,12 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b)
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		if r.TLS == nil {
+			// A connection from the service's own listener (listener.go).
+			r.TLS = connTLSState(r.Context())
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -50,6 +50,13 @@ type Config struct {
 	// ShutdownTimeout bounds how long Serve waits for requests in flight
 	// after its context ends; zero means 20 seconds.
 	ShutdownTimeout time.Duration
+	// ParkIdleAfter is how long an idle HTTP/1.1 connection keeps its
+	// goroutine and buffers before Serve parks it until its next request
+	// (listener.go); zero means one second, negative never.
+	ParkIdleAfter time.Duration
+	// IdleTimeout closes a connection idle this long, parked or not; zero
+	// means two minutes.
+	IdleTimeout time.Duration
 }
 
 // Server is the security service's HTTP front.
@@ -70,6 +77,8 @@ type Server struct {
 	reg          *prometheus.Registry
 	ready        atomic.Bool
 	stopIn       time.Duration
+	parkAfter    time.Duration
+	idleTimeout  time.Duration
 	// crashChecked holds, by device group id, when an upload last checked
 	// the group's rollout crash rate (failure_routes.go).
 	crashChecked sync.Map
@@ -83,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CA == nil || cfg.Attest == nil || cfg.Updates == nil {
 		return nil, errors.New("server.New: the CA, attestation and update services are required")
 	}
-	s := &Server{store: cfg.Store, ca: cfg.CA, attest: cfg.Attest, updates: cfg.Updates, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout}
+	s := &Server{store: cfg.Store, ca: cfg.CA, attest: cfg.Attest, updates: cfg.Updates, log: cfg.Logger, now: cfg.Now, version: cfg.Version, reg: cfg.Registry, stopIn: cfg.ShutdownTimeout, parkAfter: cfg.ParkIdleAfter, idleTimeout: cfg.IdleTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -95,6 +104,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.stopIn == 0 {
 		s.stopIn = 20 * time.Second
+	}
+	if s.idleTimeout <= 0 {
+		s.idleTimeout = 2 * time.Minute
+	}
+	if s.parkAfter == 0 {
+		s.parkAfter = defaultParkIdleAfter
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
@@ -126,26 +141,32 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Serve answers HTTPS on ln until ctx ends, then stops taking requests and
 // waits up to the shutdown timeout for those in flight. /readyz fails from
 // the moment shutdown starts so that load balancers drain this replica.
+// Idle HTTP/1.1 connections are parked after Config.ParkIdleAfter
+// (listener.go). A nil tlsConfig serves plain HTTP, without parking.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConfig *tls.Config) error {
+	const handshakeTimeout = 10 * time.Second
 	hs := &http.Server{
 		Handler:           s.handler,
-		TLSConfig:         tlsConfig,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: handshakeTimeout,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      120 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	errc := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			errc <- hs.ServeTLS(ln, "", "")
-		} else {
-			errc <- hs.Serve(ln)
+	var tl *tlsListener
+	if tlsConfig != nil {
+		var err error
+		if tl, err = newTLSListener(ln, tlsConfig, handshakeTimeout, s.parkAfter, s.log, s.metrics); err != nil {
+			return fmt.Errorf("server.Serve: %w", err)
 		}
-	}()
+		ln = tl
+		hs.ConnState, hs.ConnContext = connState, connContext
+		defer tl.closeParked()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server.Serve: %w", err)
