@@ -422,6 +422,7 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 				how = fmt.Sprintf("extrapolated from %d connections, %.1f KiB each", i.Connections, float64(i.PerConnection)/1024)
 			}
 			gib := float64(i.At100k) / (1 << 30)
+			how += fmt.Sprintf("; peak while connecting %.0f MiB", float64(i.RSSPeak)/(1<<20))
 			figs = append(figs, figure{"service memory with 100,000 idle mutual-TLS connections" + on(s), fmt.Sprintf("%.2f GiB (%s)", gib, how), "≤ 2 GiB", fmt.Sprintf("%.2f", gib/2), c})
 		}
 		var ratios []float64

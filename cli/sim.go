@@ -142,7 +142,7 @@ func (a *app) simSummary(rep sim.Report) {
 			if i.Extrapolated {
 				how = "extrapolated"
 			}
-			fmt.Fprintf(w, " Service RSS %s before, %s held: %.1f KiB per connection; at 100,000: %s (%s).", mib(i.RSSBefore), mib(i.RSSHeld), float64(i.PerConnection)/1024, mib(i.At100k), how)
+			fmt.Fprintf(w, " Service RSS %s before, %s held (peak %s): %.1f KiB per connection; at 100,000: %s (%s).", mib(i.RSSBefore), mib(i.RSSHeld), mib(i.RSSPeak), float64(i.PerConnection)/1024, mib(i.At100k), how)
 		}
 		fmt.Fprintln(w)
 	}

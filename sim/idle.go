@@ -19,10 +19,13 @@ type IdleReport struct {
 	Connections int           `json:"connections"`
 	Kept        int64         `json:"kept"`
 	Hold        time.Duration `json:"hold_ns"`
-	// The service's RSS before the devices attested and at its highest
-	// while they were held (bytes; zero when the service is not local).
+	// The service's RSS before the devices attested, at the end of the
+	// hold (the steady state of holding them: the service parks idle
+	// connections and returns the memory they no longer need), and at its
+	// highest during the hold (bytes; zero when the service is not local).
 	RSSBefore int64 `json:"rss_before_bytes"`
 	RSSHeld   int64 `json:"rss_held_bytes"`
+	RSSPeak   int64 `json:"rss_peak_bytes"`
 	// PerConnection is (RSSHeld - RSSBefore) / Connections, and At100k the
 	// service's RSS for 100,000 connections: measured when Connections is
 	// 100,000, else RSSBefore + 100,000 * PerConnection (Extrapolated).
@@ -42,7 +45,8 @@ func openFileLimit() uint64 {
 
 // runIdle has every device ask "who am I" over mutual TLS and keep the
 // connection open, holds them all for cfg.Duration (default 10 s) while
-// sampling the service's RSS, then asks again over the same connections.
+// sampling the service's RSS every second, then asks again over the same
+// connections.
 // rssBefore is the service's RSS before the devices attested: what the
 // connections add is counted from there, attestation's garbage included,
 // so the figure errs high.
@@ -78,8 +82,8 @@ func runIdle(ctx context.Context, cfg Config, devs []*device, rssBefore int64, r
 	deadline := time.Now().Add(hold)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if cfg.ServerPID > 0 {
-			if st, err := ReadProc(cfg.ServerPID); err == nil && st.RSS > ir.RSSHeld {
-				ir.RSSHeld = st.RSS
+			if st, err := ReadProc(cfg.ServerPID); err == nil {
+				ir.RSSHeld, ir.RSSPeak = st.RSS, max(ir.RSSPeak, st.RSS)
 			}
 		}
 		select {
