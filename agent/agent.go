@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +34,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/attest"
+	"github.com/opensphere/sphere/internal/backoff"
 	"github.com/opensphere/sphere/report"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/tlsutil"
@@ -498,7 +498,7 @@ func parseChain(data []byte, r rot.RootOfTrust) (*tls.Certificate, error) {
 
 // Schedule: attest daily (every 20 to 24 hours) and renew at about two
 // thirds of the certificate's life, whichever comes first; on failure retry
-// with exponential backoff and full jitter.
+// with exponential backoff and jitter.
 const (
 	dailyMin    = 20 * time.Hour
 	dailyJitter = 4 * time.Hour
@@ -508,10 +508,10 @@ const (
 
 // nextAttestation is how long to wait after a healthy attestation.
 func (a *Agent) nextAttestation() time.Duration {
-	wait := dailyMin + randDuration(dailyJitter)
+	wait := dailyMin + backoff.Random(dailyJitter)
 	if c := a.Certificate(); c != nil {
 		life := c.NotAfter.Sub(c.NotBefore)
-		renew := c.NotBefore.Add(life * 2 / 3).Add(-randDuration(life / 30))
+		renew := c.NotBefore.Add(life * 2 / 3).Add(-backoff.Random(life / 30))
 		if d := renew.Sub(a.now()); d < wait {
 			wait = d
 		}
@@ -520,24 +520,7 @@ func (a *Agent) nextAttestation() time.Duration {
 }
 
 // retryAfter is the backoff after n consecutive failures (n >= 1).
-func retryAfter(n int) time.Duration {
-	d := backoffBase << min(n-1, 20)
-	if d <= 0 || d > backoffMax {
-		d = backoffMax
-	}
-	return d/2 + randDuration(d/2)
-}
-
-func randDuration(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
-	if err != nil {
-		return d / 2
-	}
-	return time.Duration(n.Int64())
-}
+func retryAfter(n int) time.Duration { return backoff.Exponential(n, backoffBase, backoffMax) }
 
 // Run measures, attests at start and then on the schedule, until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {

@@ -27,6 +27,7 @@ import (
 	"github.com/opensphere/sphere/bootloader"
 	"github.com/opensphere/sphere/fetch"
 	"github.com/opensphere/sphere/image"
+	"github.com/opensphere/sphere/internal/backoff"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/supervisor"
 	"github.com/opensphere/sphere/tlsutil"
@@ -230,7 +231,7 @@ func (u *Updater) Run(ctx context.Context) error {
 		} else if err != nil && ctx.Err() == nil {
 			u.log.Warn("update check failed", "err", err)
 		}
-		wait := u.cfg.CheckEvery + randDuration(u.cfg.CheckJitter)
+		wait := u.cfg.CheckEvery + backoff.Random(u.cfg.CheckJitter)
 		if err != nil && !errors.Is(err, ErrReboot) {
 			wait = min(wait, retryAfter(1)+time.Minute)
 		}

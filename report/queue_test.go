@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/internal/backoff"
 )
 
 func openQueue(t *testing.T, cfg QueueConfig) *Queue {
@@ -262,7 +263,7 @@ func TestPowerCut(t *testing.T) {
 		}()
 		// Kill after a random number of acknowledged records (30 to 300),
 		// so that the kill lands at a random point of a write.
-		n := 30 + int(randDuration(270))
+		n := 30 + int(backoff.Random(270))
 		timeout := time.After(60 * time.Second)
 		seen := 0
 	read:

@@ -2,15 +2,14 @@ package report
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"time"
 
 	"github.com/opensphere/sphere/api"
+	"github.com/opensphere/sphere/internal/backoff"
 )
 
 // Poster sends JSON to a device API route with mutual TLS; *agent.Agent is
@@ -140,7 +139,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 				return nil
 			}
 			failures++
-			wait := backoff(failures)
+			wait := retryAfter(failures)
 			due = time.Now().Add(wait)
 			u.log.Warn("failure-report upload failed; will retry", "in", wait.Round(time.Second), "err", err)
 			continue
@@ -174,26 +173,10 @@ func (u *Uploader) waitUntil(ctx context.Context, due time.Time, early bool) boo
 	}
 }
 
-func jitter(d time.Duration) time.Duration { return d - randDuration(d/10) }
+func jitter(d time.Duration) time.Duration { return d - backoff.Random(d/10) }
 
-func backoff(n int) time.Duration {
-	d := 30 * time.Second << min(n-1, 10)
-	if d <= 0 || d > time.Hour {
-		d = time.Hour
-	}
-	return d/2 + randDuration(d/2)
-}
-
-func randDuration(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	n, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
-	if err != nil {
-		return d / 2
-	}
-	return time.Duration(n.Int64())
-}
+// retryAfter is the wait after n consecutive failed uploads (n >= 1).
+func retryAfter(n int) time.Duration { return backoff.Exponential(n, 30*time.Second, time.Hour) }
 
 // countDropped adds n events to the drop count (a batch the service
 // refused).
