@@ -209,6 +209,12 @@ func cryptoCeiling(ctx context.Context) ceiling {
 	if *quick {
 		count = "1"
 	}
+	return measureCeiling(ctx, count)
+}
+
+// measureCeiling runs the crypto benchmarks count times and takes the
+// medians.
+func measureCeiling(ctx context.Context, count string) ceiling {
 	outp := run(ctx, nil, "go", "test", "-run", "^$", "-bench", "BenchmarkAttest/(crypto|tls)", "-benchtime", "2s", "-count", count, "./agent/")
 	got := map[string][]float64{}
 	re := regexp.MustCompile(`^BenchmarkAttest/([a-z-]+)-\d+\s+\d+\s+([\d.]+) ns/op`)
@@ -360,18 +366,27 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 	// Storm: every device attests at once on new TLS connections.
 	if want("storm") {
 		s := startService(ctx, bin, work, db)
-		var rates, p99s []float64
+		// This machine's speed drifts with its other work by up to a
+		// third within minutes, so each storm is held against the
+		// ceiling measured just before it, and the ratio is the median
+		// of those pairs.
+		var rates, p99s, ratios, ceilings []float64
 		var cpu cpuPerOp
 		var cmd string
 		for range *runs {
+			pair := ceil
+			if !*quick {
+				pair = measureCeiling(ctx, "1")
+			}
 			rep, c := s.sim(ctx, bin, "--devices", strconv.Itoa(*stormN), "--scenario", "storm", "--concurrency", "64")
 			o := opOf(rep, "attest+certificate")
 			rates, p99s, cmd = append(rates, o.PerSecond), append(p99s, float64(o.P99)), c
+			ratios, ceilings = append(ratios, o.PerSecond/pair.perSecond()), append(ceilings, pair.perSecond())
 			cpu.add(rep)
 		}
 		r := median(rates)
 		figs = append(figs, figure{"attestation storm, new TLS per device" + on(s), fmt.Sprintf("%.0f /s, p99 %s", r, ms(time.Duration(median(p99s)))),
-			"≥ 60 % of the raw ceiling", fmt.Sprintf("%.0f %% of %.0f /s", 100*r/ceil.perSecond(), ceil.perSecond()), cmd})
+			"≥ 60 % of the raw ceiling", fmt.Sprintf("%.0f %% (each run against the ceiling measured just before it, %.0f /s median)", 100*median(ratios), median(ceilings)), cmd})
 		figs = append(figs, cpu.figure("attestation in the storm"+on(s), cmd))
 		s.stop()
 	}
