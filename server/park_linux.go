@@ -26,6 +26,7 @@ type parker struct {
 	mu     sync.Mutex
 	conns  map[int32]*parkedConn // by socket
 	order  []*parkedConn         // by park time, for the idle deadline; woken ones linger until swept
+	stale  int                   // entries of order that are gone
 	closed bool
 	done   chan struct{}
 }
@@ -38,6 +39,10 @@ type parkedConn struct {
 
 // sweepEvery bounds how late an idle deadline is enforced.
 const sweepEvery = time.Second
+
+// staleCompactAt is how many woken entries the park order may hold before
+// a sweep drops them (when they are also half of it).
+const staleCompactAt = 1024
 
 func newParker(wake func(*heldConn), log *slog.Logger, m *metrics) (*parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -90,6 +95,9 @@ func (p *parker) remove(fd int32, pc *parkedConn) {
 	unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	delete(p.conns, fd)
 	pc.gone = true
+	if !pc.until.IsZero() {
+		p.stale++
+	}
 	p.metrics.parked.Dec()
 }
 
@@ -136,8 +144,25 @@ func (p *parker) loop() {
 				p.remove(int32(pc.h.fd), pc)
 				expired = append(expired, pc.h)
 			}
+			for _, pc := range p.order[:i] {
+				if pc.gone {
+					p.stale--
+				}
+			}
 			clear(p.order[:i])
 			p.order = p.order[i:]
+			if p.stale > staleCompactAt && p.stale > len(p.order)/2 {
+				// Connections that park and wake often leave many woken
+				// entries behind a long-parked one: drop them.
+				live := p.order[:0]
+				for _, pc := range p.order {
+					if !pc.gone {
+						live = append(live, pc)
+					}
+				}
+				clear(p.order[len(live):])
+				p.order, p.stale = live, 0
+			}
 		}
 		p.mu.Unlock()
 		for _, h := range woken {
@@ -167,7 +192,7 @@ func (p *parker) takeAll() []*heldConn {
 		p.remove(fd, pc)
 		all = append(all, pc.h)
 	}
-	p.order = nil
+	p.order, p.stale = nil, 0
 	return all
 }
 
