@@ -124,7 +124,7 @@ func (s *Store) RegisterDevices(ctx context.Context, rs []Registration, audit *s
 		seen[d.ID], ds[i], ids[i] = i, d, d.ID
 	}
 	now := s.nowMicro()
-	err := s.tx(ctx, func(q *querier) error {
+	err := s.txAlone(ctx, func(q *querier) error {
 		for i, d := range ds {
 			if err := register(ctx, q, d, now); err != nil {
 				return atIndex("devices", i, err)
@@ -318,7 +318,7 @@ func (t *TenantStore) ClaimDevices(ctx context.Context, ids []string, group stri
 		groupID = sql.NullString{String: g.ID, Valid: true}
 	}
 	now := t.s.nowMicro()
-	err := t.s.tx(ctx, func(q *querier) error {
+	err := t.s.txAlone(ctx, func(q *querier) error {
 		for i, id := range ids {
 			if err := t.claim(ctx, q, id, groupID, now); err != nil {
 				return atIndex("device_ids", i, err)

@@ -95,7 +95,7 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 	}
 	now := s.nowMicro()
 	accepted := 0
-	err := s.tx(ctx, func(q *querier) error {
+	err := s.txAlone(ctx, func(q *querier) error {
 		accepted = 0
 		args := make([]any, 0, failureBatchParams+min(len(events), failureChunks[0])*failureRowParams)
 		for rest := events; len(rest) > 0; {
@@ -120,7 +120,7 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 			if err != nil {
 				return err
 			}
-			res, err := q.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+			res, err := q.execStmt(ctx, st, args...)
 			if err != nil {
 				return err
 			}

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,12 +47,19 @@ type Store struct {
 	now   func() time.Time
 	log   *slog.Logger
 	stmts stmtCache
-	// writeMu queues SQLite's write transactions in this process. SQLite
-	// has one writer at a time anyway; waiting here is first come, first
-	// served, where its busy handler polls with growing sleeps and lets a
-	// crowd of writers (a fleet uploading at once) starve each other into
-	// SQLITE_BUSY.
-	writeMu sync.Mutex
+	// writeLock (a channel of one) is SQLite's write lock in this
+	// process, and queue the write transactions waiting for it: whoever
+	// holds the lock commits every queued transaction together (group.go).
+	// SQLite has one writer at a time anyway; waiting here is first come,
+	// first served, where its busy handler polls with growing sleeps and
+	// lets a crowd of writers (a fleet uploading at once) starve each
+	// other into SQLITE_BUSY.
+	writeLock chan struct{}
+	groupMu   sync.Mutex
+	queue     []*txReq
+	// groups and grouped count the commits of more than one transaction
+	// and the transactions in them.
+	groups, grouped atomic.Int64
 	// inserts holds the failure-report INSERTs by row count (see
 	// failures.go), prepared on every dialect.
 	inserts sync.Map
@@ -145,6 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if s.d.name == "sqlite" {
 		s.wrote, s.done, s.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		s.writeLock = make(chan struct{}, 1)
 		go s.checkpointer()
 		s.nudge()
 	}
@@ -208,23 +217,32 @@ func nullString(s string) sql.NullString { return sql.NullString{String: s, Vali
 // unclaimed, is this the last Administrator) hold under concurrency: SQLite
 // takes its write lock at BEGIN (_txlock=immediate); PostgreSQL runs
 // SERIALIZABLE and reports conflicts as serialization failures, on which
-// fn is retried a few times from the start.
+// fn is retried a few times from the start. On SQLite, transactions that
+// wait for the writer at the same time are committed together (group.go):
+// fn must not depend on committing alone.
 func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
+	return s.txWith(ctx, false, fn)
+}
+
+// txAlone is tx for a bulk write (thousands of rows), which SQLite commits
+// in a transaction of its own: its commit is already a small part of its
+// cost, and a group holding it would keep the small ones behind it waiting.
+func (s *Store) txAlone(ctx context.Context, fn func(q *querier) error) error {
+	return s.txWith(ctx, true, fn)
+}
+
+func (s *Store) txWith(ctx context.Context, alone bool, fn func(q *querier) error) error {
 	var opts *sql.TxOptions
 	if s.d.name == "postgres" {
 		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
 	}
 	const attempts = 8
 	for attempt := 1; ; attempt++ {
+		var err error
 		if s.d.name == "sqlite" {
-			s.writeMu.Lock()
-		}
-		err := s.tryTx(ctx, opts, fn)
-		if s.d.name == "sqlite" {
-			s.writeMu.Unlock()
-			if err == nil {
-				s.nudge()
-			}
+			err = s.groupTx(ctx, alone, fn)
+		} else {
+			err = s.tryTx(ctx, opts, fn)
 		}
 		if err == nil || !isSerializationFailure(err) || attempt == attempts {
 			return err
@@ -273,11 +291,15 @@ type querier struct {
 	tx *sql.Tx
 	d  dialect
 	s  *Store
+	// detached: the transaction is a group commit's, whose statements run
+	// without their caller's cancellation (group.go).
+	detached bool
 }
 
 // stmt returns the store's prepared statement for query, bound to the
 // transaction (closed with it), or nil to run query unprepared.
 func (q *querier) stmt(ctx context.Context, query string) *sql.Stmt {
+	ctx = q.ctx(ctx)
 	if st := q.s.stmts.get(ctx, q.s, query); st != nil {
 		return q.tx.StmtContext(ctx, st)
 	}
@@ -285,6 +307,7 @@ func (q *querier) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = q.ctx(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -292,6 +315,7 @@ func (q *querier) exec(ctx context.Context, query string, args ...any) (sql.Resu
 }
 
 func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = q.ctx(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -299,6 +323,7 @@ func (q *querier) query(ctx context.Context, query string, args ...any) (*sql.Ro
 }
 
 func (q *querier) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = q.ctx(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
