@@ -16,11 +16,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/internal/memrelease"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
@@ -42,6 +44,7 @@ type serveFlags struct {
 	idleTimeout            time.Duration
 	failureRetention       time.Duration
 	pprofAddr              string
+	releaseIdleMemory      bool
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -83,6 +86,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.DurationVar(&f.idleTimeout, "idle-timeout", 2*time.Minute, "close a keep-alive connection idle this long (devices that hold their connection need more)")
 	fl.DurationVar(&f.parkIdleAfter, "park-idle-after", time.Second, "park an idle device connection (HTTP/1.1) after this long, freeing its goroutine and buffers until its next request (Linux); 0 never parks")
 	fl.DurationVar(&f.failureRetention, "failure-report-retention", 90*24*time.Hour, "how long failure reports are kept after they arrive (checked hourly)")
+	fl.BoolVar(&f.releaseIdleMemory, "release-idle-memory", true, "when the service goes quiet with much spare heap (after a fleet reconnected, say), collect it and return it to the system")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060) for profiling; off by default")
 	return cmd
 }
@@ -154,9 +158,21 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout, ParkIdleAfter: parkAfter(f.parkIdleAfter), IdleTimeout: f.idleTimeout})
+	reg := server.NewRegistry()
+	srv, err := server.New(server.Config{Store: st, CA: authority, Attest: att, Updates: upd, Logger: log, Version: Version, ShutdownTimeout: f.shutdownTimeout, ParkIdleAfter: parkAfter(f.parkIdleAfter), IdleTimeout: f.idleTimeout, Registry: reg})
 	if err != nil {
 		return err
+	}
+	if f.releaseIdleMemory {
+		releases := prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sphere_memory_releases_total",
+			Help: "Times the quiet service collected its spare heap and returned it to the system (--release-idle-memory).",
+		})
+		reg.MustRegister(releases)
+		go memrelease.Run(ctx, memrelease.Config{OnRelease: func(spare uint64, took time.Duration) {
+			releases.Inc()
+			log.Debug("returned spare heap to the system", "spare_mib", spare>>20, "took", took)
+		}})
 	}
 	if f.pprofAddr != "" {
 		if err := servePprof(ctx, f.pprofAddr, log); err != nil {

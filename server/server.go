@@ -112,8 +112,7 @@ func New(cfg Config) (*Server, error) {
 		s.parkAfter = defaultParkIdleAfter
 	}
 	if s.reg == nil {
-		s.reg = prometheus.NewRegistry()
-		s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		s.reg = NewRegistry()
 	}
 	var err error
 	if s.metrics, err = newMetrics(s.reg); err != nil {
@@ -133,6 +132,14 @@ func New(cfg Config) (*Server, error) {
 	s.handler = s.withRequestID(s.withRecover(s.withAccessLog(mux)))
 	s.ready.Store(true)
 	return s, nil
+}
+
+// NewRegistry returns a Prometheus registry with the Go and process
+// collectors, the default of Config.Registry.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // Handler returns the server's HTTP handler.
