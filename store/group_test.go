@@ -1,10 +1,14 @@
 package store
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -230,4 +234,115 @@ func TestGroupCommitUnderLoad(t *testing.T) {
 	if s.groups.Load() == 0 {
 		t.Errorf("%d writers at once were committed one by one", n)
 	}
+}
+
+// TestGroupCommitSurvivesKill runs writers in a child process, each
+// transaction writing two rows, and kills the process with SIGKILL in the
+// middle of their group commits: every transaction the child was told had
+// committed is in the database, and no transaction is there in part.
+func TestGroupCommitSurvivesKill(t *testing.T) {
+	if path := os.Getenv("SPHERE_STORE_KILL_CHILD"); path != "" {
+		killChild(path)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	path := filepath.Join(t.TempDir(), "sphere.db")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGroupCommitSurvivesKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SPHERE_STORE_KILL_CHILD="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	var groups int
+	sc := bufio.NewScanner(out)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(acked) < 3000 && time.Now().Before(deadline) && sc.Scan() {
+		line := sc.Text()
+		if g, ok := strings.CutPrefix(line, "groups "); ok {
+			groups, _ = strconv.Atoi(g)
+			continue
+		}
+		acked[line] = true
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred function, no Close
+	cmd.Wait()
+	if len(acked) < 100 {
+		t.Fatalf("the child acknowledged only %d transactions before the kill", len(acked))
+	}
+	if groups == 0 {
+		t.Errorf("the child's %d transactions were never committed in groups", len(acked))
+	}
+
+	s := openSQLite(t, path)
+	rows, err := s.db.Query("SELECT nonce_hash FROM used_nonces")
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := map[string]int{}
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		id, _, _ := strings.Cut(string(h), "/")
+		present[id]++
+	}
+	rows.Close()
+	for id := range acked {
+		if present[id] != 2 {
+			t.Errorf("transaction %s was acknowledged, but %d of its 2 rows are in the database", id, present[id])
+		}
+	}
+	for id, n := range present {
+		if n != 2 {
+			t.Errorf("transaction %s is in the database in part: %d of 2 rows", id, n)
+		}
+	}
+	t.Logf("%d transactions acknowledged before the kill, %d in the database, committed in %d groups or more", len(acked), len(present), groups)
+}
+
+// killChild writes from 32 goroutines until it is killed, printing the id
+// of each transaction once tx has returned and, now and then, how many
+// group commits there were.
+func killChild(path string) {
+	s, err := Open(context.Background(), Config{DSN: path})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	n := 0
+	for g := range 32 {
+		go func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				err := s.tx(context.Background(), func(q *querier) error {
+					for _, part := range []string{"/a", "/b"} {
+						if _, err := q.exec(context.Background(), "INSERT INTO used_nonces (nonce_hash, expires_at) VALUES (?, ?)", []byte(id+part), int64(1)); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(2)
+				}
+				mu.Lock()
+				os.Stdout.WriteString(id + "\n")
+				if n++; n%100 == 0 {
+					fmt.Fprintf(os.Stdout, "groups %d\n", s.groups.Load())
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	select {}
 }
