@@ -273,8 +273,14 @@ func (s *Store) RecordUpdateCheck(ctx context.Context, deviceID string, prev *Up
 			return false, nil
 		}
 	}
-	_, err := s.exec(ctx, "UPDATE devices SET update_checked_at = ?, reported = ?, update_error = ?, check_now = 0 WHERE id = ?",
-		now.UTC().UnixMicro(), string(reported), lastError, deviceID)
+	// In a transaction, not a statement of its own, so that on SQLite the
+	// checks of a fleet that writes here (each device checks less often
+	// than coarse) share their commits (group.go).
+	err := s.tx(ctx, func(q *querier) error {
+		_, err := q.exec(ctx, "UPDATE devices SET update_checked_at = ?, reported = ?, update_error = ?, check_now = 0 WHERE id = ?",
+			now.UTC().UnixMicro(), string(reported), lastError, deviceID)
+		return err
+	})
 	if err != nil {
 		return false, fmt.Errorf("store.RecordUpdateCheck: %w", err)
 	}
