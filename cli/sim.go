@@ -108,6 +108,7 @@ it is a load generator.`,
 	fl.DurationVar(&cfg.Duration, "duration", 0, "keep going round the fleet this long (0: once)")
 	fl.StringVar(&cfg.Tenant, "tenant", "", "tenant to set the fleet up in (default: the selected one)")
 	fl.BoolVar(&cfg.Reuse, "reuse-connections", false, "keep each device's TLS connections between its operations (default: new TLS for every operation)")
+	fl.BoolVar(&cfg.CheckWrites, "check-writes", false, "update-check: every check reports a changed component, so the service records each one (as for a fleet checking less often than hourly); default: repeated checks within the hour, which the service only reads")
 	fl.StringVar(&cfg.Dir, "dir", "", "where the devices keep their keys and certificates (default: a temporary directory in /dev/shm, else $TMPDIR)")
 	fl.StringVar(&sourceAddrs, "source-addrs", "", "loopback source addresses for the sockets, 127.0.0.1-127.0.0.20 or a comma list (default: one per 20,000 devices)")
 	fl.IntVar(&cfg.ServerPID, "server-pid", 0, "process id of the service when it runs on this host: its RSS and CPU are read from /proc")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/opensphere/sphere"
@@ -19,12 +20,17 @@ func TestSimSmall(t *testing.T) {
 	// Idle connections are parked after 200 ms: the idle scenario's
 	// second round finds every connection parked and wakes it.
 	admin := loggedIn(t, t.TempDir(), "--park-idle-after", "200ms")
-	for _, sc := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck, sim.ScenarioIdle} {
-		t.Run(sc, func(t *testing.T) {
+	const checkWrites = "update-check --check-writes"
+	for _, name := range []string{sim.ScenarioStorm, sim.ScenarioUpdateCheck, checkWrites, sim.ScenarioIdle} {
+		t.Run(name, func(t *testing.T) {
+			sc, _, _ := strings.Cut(name, " ")
 			args := []string{"sim", "--devices", "200", "--scenario", sc, "--concurrency", "16", "--dir", t.TempDir(),
 				"--server-pid", strconv.Itoa(os.Getpid()), "--source-addrs", "127.0.0.1-127.0.0.3"}
 			if sc == sim.ScenarioIdle {
 				args = append(args, "--duration", "1s") // the hold; elsewhere it would repeat the round
+			}
+			if name == checkWrites {
+				args = append(args, "--check-writes") // every check recorded by the service
 			}
 			var rep sim.Report
 			admin.runJSON(&rep, args...)

@@ -17,11 +17,14 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opensphere/sphere/agent"
+	"github.com/opensphere/sphere/api"
 	"github.com/opensphere/sphere/client"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/updates"
@@ -61,6 +64,12 @@ type Config struct {
 	// Reuse keeps each device's connections open between its operations
 	// (as an agent does during a day) instead of new TLS for each.
 	Reuse bool
+	// CheckWrites makes every update check one the service records: each
+	// check reports a component version other than the device's last
+	// one, as the check of a device that checks less often than hourly
+	// is recorded. Without it, a device checking again within the hour
+	// costs the service a read only.
+	CheckWrites bool
 	// Progress receives a line now and then; nil is quiet.
 	Progress func(format string, args ...any)
 	// SourceAddrs are the loopback addresses the devices' sockets come
@@ -207,8 +216,9 @@ func (r *recorder) op(name string) Op {
 
 // device is one virtual device.
 type device struct {
-	rot   rot.RootOfTrust
-	agent *agent.Agent
+	rot    rot.RootOfTrust
+	agent  *agent.Agent
+	checks atomic.Int64 // update checks made (CheckWrites)
 }
 
 // fleet is what set-up made: the devices and where they are.
@@ -326,7 +336,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		each(ctx, devs, cfg.Concurrency, cfg.Rate, cfg.Duration, func(d *device) {
 			t := time.Now()
 			var res updates.CheckResult
-			err := d.agent.Post(ctx, "/device/v1/updates/check", updates.Report{}, &res)
+			var rep updates.Report
+			if cfg.CheckWrites {
+				rep.Components = []api.UpdateCheckComponent{{ComponentID: "sim", Kind: "app", Version: strconv.FormatInt(d.checks.Add(1)%2, 10)}}
+			}
+			err := d.agent.Post(ctx, "/device/v1/updates/check", rep, &res)
 			rec.observe(t, err)
 			done(d)
 		})
