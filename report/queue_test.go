@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/internal/backoff"
+	"github.com/opensphere/sphere/internal/childtest"
 )
 
 func openQueue(t *testing.T, cfg QueueConfig) *Queue {
@@ -243,16 +243,7 @@ func TestPowerCut(t *testing.T) {
 	dir := t.TempDir()
 	recorded, acked, maybe := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for round := range 6 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestPowerCut$", "-test.v=false")
-		cmd.Env = append(os.Environ(), "REPORT_POWERCUT_CHILD="+dir)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, out := childtest.Start(t, "TestPowerCut", "REPORT_POWERCUT_CHILD="+dir)
 		lines := make(chan string, 1024)
 		go func() {
 			sc := bufio.NewScanner(out)

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/opensphere/sphere/internal/childtest"
 )
 
 // nonceRows returns which of the given used_nonces rows exist.
@@ -249,16 +250,7 @@ func TestGroupCommitSurvivesKill(t *testing.T) {
 		t.Skip("starts a child process")
 	}
 	path := filepath.Join(t.TempDir(), "sphere.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestGroupCommitSurvivesKill$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "SPHERE_STORE_KILL_CHILD="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := childtest.Start(t, "TestGroupCommitSurvivesKill", "SPHERE_STORE_KILL_CHILD="+path)
 	acked := map[string]bool{}
 	var groups int
 	sc := bufio.NewScanner(out)
