@@ -402,15 +402,16 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 			var cpu cpuPerOp
 			var cmd string
 			for i := range *runs {
+				first := i == 0 && !setUp // this run sets up the large fleet
 				args := append([]string{"--devices", strconv.Itoa(*reuseN), "--scenario", "update-check", "--concurrency", "64", "--reuse-connections", "--duration", dur}, extra...)
-				if i == 0 && !setUp {
+				if first {
 					args = append(args, "--population", strconv.Itoa(*population))
 				}
 				rep, c := s.sim(ctx, bin, args...)
 				o := opOf(rep, "update-check")
 				rates, p99s, cmd = append(rates, o.PerSecond), append(p99s, float64(o.P99)), c
 				cpu.add(rep)
-				if i == 0 && !setUp {
+				if first {
 					setUp = true
 					figs = append(figs, figure{fmt.Sprintf("fleet set-up: %d devices registered and claimed in bulk, plus %d with agents", *population, *reuseN) + on(s),
 						rep.Setup.Round(time.Second).String(), "100,000 in minutes", "", c})

@@ -4,10 +4,8 @@ package cli
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 )
@@ -21,12 +19,10 @@ func TestServeMemoryReleaseMetric(t *testing.T) {
 		want bool
 	}{{nil, true}, {[]string{"--release-idle-memory=false"}, false}} {
 		svc := startService(t, t.TempDir(), c.args...)
-		pem, err := os.ReadFile(svc.caFile)
+		pool, err := readPool("--ca-file", svc.caFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 		resp, err := hc.Get(svc.url + "/metrics")
 		if err != nil {

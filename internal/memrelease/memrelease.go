@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config) {
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	before, at := Read(), time.Now()
-	sinceLast := func(time.Time) time.Duration { return Never }
+	var last time.Time // of the last release; zero before the first
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,11 +148,14 @@ func Run(ctx context.Context, cfg Config) {
 		case <-t.C:
 		}
 		now, nowAt := Read(), time.Now()
-		if cfg.Due(before, now, nowAt.Sub(at), sinceLast(nowAt)) {
+		sinceLast := Never
+		if !last.IsZero() {
+			sinceLast = nowAt.Sub(last)
+		}
+		if cfg.Due(before, now, nowAt.Sub(at), sinceLast) {
 			start := time.Now()
 			debug.FreeOSMemory()
-			last := time.Now()
-			sinceLast = func(t time.Time) time.Duration { return t.Sub(last) }
+			last = time.Now()
 			if cfg.OnRelease != nil {
 				cfg.OnRelease(now.Spare(), last.Sub(start))
 			}
