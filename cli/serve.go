@@ -22,6 +22,7 @@ import (
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/blob"
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/internal/gcpace"
 	"github.com/opensphere/sphere/internal/memrelease"
 	"github.com/opensphere/sphere/server"
 	"github.com/opensphere/sphere/store"
@@ -45,6 +46,7 @@ type serveFlags struct {
 	failureRetention       time.Duration
 	pprofAddr              string
 	releaseIdleMemory      bool
+	gcHeadroomMiB          int
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -87,6 +89,7 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	fl.DurationVar(&f.parkIdleAfter, "park-idle-after", time.Second, "park an idle device connection (HTTP/1.1) after this long, freeing its goroutine and buffers until its next request (Linux); 0 never parks")
 	fl.DurationVar(&f.failureRetention, "failure-report-retention", 90*24*time.Hour, "how long failure reports are kept after they arrive (checked hourly)")
 	fl.BoolVar(&f.releaseIdleMemory, "release-idle-memory", true, "when the service goes quiet with much spare heap (after a fleet reconnected, say), collect it and return it to the system")
+	fl.IntVar(&f.gcHeadroomMiB, "gc-headroom-mib", 256, "let the heap grow this many MiB beyond its live data between collections (up to 5x a small heap; Go's default pacing once the live heap is larger), so that a busy service collects less often; 0 keeps Go's default, and so does GOGC set in the environment")
 	fl.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's pprof profiles on this loopback address (e.g. 127.0.0.1:6060) for profiling; off by default")
 	return cmd
 }
@@ -174,6 +177,12 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 			log.Debug("returned spare heap to the system", "spare_mib", spare>>20, "took", took)
 		}})
 	}
+	if f.gcHeadroomMiB < 0 {
+		return fmt.Errorf("--gc-headroom-mib must be 0 or more, not %d", f.gcHeadroomMiB)
+	}
+	go gcpace.Run(ctx, gcpace.Config{Headroom: uint64(f.gcHeadroomMiB) << 20, OnChange: func(percent int) {
+		log.Debug("collector pacing", "gogc", percent)
+	}})
 	if f.pprofAddr != "" {
 		if err := servePprof(ctx, f.pprofAddr, log); err != nil {
 			return err

@@ -6,35 +6,57 @@ import (
 	"crypto/tls"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
-// TestServeMemoryReleaseMetric: `sphere serve` runs the spare-heap releaser
-// by default and serves its counter; --release-idle-memory=false turns it
-// off.
-func TestServeMemoryReleaseMetric(t *testing.T) {
+// TestServeMemoryMetrics: `sphere serve` runs the spare-heap releaser by
+// default and serves its counter (--release-idle-memory=false turns it
+// off), and paces the collector for its small test heap at 400 %
+// (--gc-headroom-mib 0 keeps Go's 100 %), as go_gc_gogc_percent shows.
+func TestServeMemoryMetrics(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set in the environment, so the service leaves the collector's pacing alone")
+	}
 	for _, c := range []struct {
 		args []string
 		want bool
-	}{{nil, true}, {[]string{"--release-idle-memory=false"}, false}} {
+		gogc string
+	}{
+		{nil, true, "go_gc_gogc_percent 400"},
+		{[]string{"--release-idle-memory=false", "--gc-headroom-mib", "0"}, false, "go_gc_gogc_percent 100"},
+	} {
 		svc := startService(t, t.TempDir(), c.args...)
 		pool, err := readPool("--ca-file", svc.caFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-		resp, err := hc.Get(svc.url + "/metrics")
-		if err != nil {
-			t.Fatal(err)
+		// The pacer runs beside the listener, and a service stopped just
+		// before puts the percentage back from its own goroutine: poll.
+		var body string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			resp, err := hc.Get(svc.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if body = string(b); resp.StatusCode != 200 || !strings.Contains(body, "go_goroutines") {
+				t.Fatalf("GET /metrics: %s\n%.300s", resp.Status, body)
+			}
+			if strings.Contains(body, "\n"+c.gogc+"\n") || time.Now().After(deadline) {
+				break
+			}
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), "go_goroutines") {
-			t.Fatalf("GET /metrics: %s\n%.300s", resp.Status, body)
-		}
-		if got := strings.Contains(string(body), "sphere_memory_releases_total"); got != c.want {
+		if got := strings.Contains(body, "sphere_memory_releases_total"); got != c.want {
 			t.Errorf("serve %v: sphere_memory_releases_total served = %v, want %v", c.args, got, c.want)
+		}
+		if !strings.Contains(body, "\n"+c.gogc+"\n") {
+			i := strings.Index(body, "\ngo_gc_gogc_percent")
+			t.Errorf("serve %v: want %q in /metrics, got %.40q", c.args, c.gogc, body[max(i, 0):])
 		}
 		svc.stop()
 	}

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/opensphere/sphere/internal/gcpace"
 	"github.com/opensphere/sphere/sim"
 )
 
@@ -43,6 +45,9 @@ Scenarios:
 
 Output: per operation the count, rate, latency p50/p90/p99/max and errors by kind;
 with --server-pid (a service on this host) its RSS and CPU over the scenario.
+The simulator paces its own collector as sphere serve does by default (a
+heap of up to 256 MiB beyond its live data; GOGC in the environment wins), so
+that its garbage collection takes less of the cores it shares with the service.
 Sockets come from --source-addrs (loopback addresses, taken in turn; one with no
 ephemeral port left gives way to the next). Point it only at a service you run:
 it is a load generator.`,
@@ -78,7 +83,10 @@ it is a load generator.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			rep, err := sim.Run(cmd.Context(), cfg)
+			ctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			go gcpace.Run(ctx, gcpace.Config{Headroom: 256 << 20})
+			rep, err := sim.Run(ctx, cfg)
 			if err != nil {
 				return err
 			}
