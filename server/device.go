@@ -40,14 +40,7 @@ func (s *Server) deviceAttest(c *call, in *attest.Evidence) (attest.Result, erro
 	if err := in.Validate(); err != nil {
 		return attest.Result{}, sphere.Errorf(sphere.EInvalid, "%v", err)
 	}
-	res, err := s.attest.Attest(c.ctx, in)
-	if err == nil && res.Result != sphere.AttestRefused {
-		// "Check now" reaches the device at its next contact: this one.
-		if st, err := s.store.DeviceUpdateStatus(c.ctx, in.DeviceID); err == nil {
-			res.CheckNow = st.CheckNow
-		}
-	}
-	return res, err
+	return s.attest.Attest(c.ctx, in)
 }
 
 func (s *Server) deviceWhoami(c *call, _ *api.Empty) (api.DeviceSelf, error) {

@@ -51,7 +51,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	return status
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func writeJSON(w http.ResponseWriter, status int, v any) { writeJSONAs(w, status, v, true) }
+
+// writeJSONAs writes v, indented for people reading the admin API, or
+// compact for machines (the device API: a fleet's responses, where the
+// indentation costs the service CPU and the devices bytes).
+func writeJSONAs(w http.ResponseWriter, status int, v any, indent bool) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
@@ -59,7 +64,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		return
 	}
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if indent {
+		enc.SetIndent("", "  ")
+	}
 	enc.SetEscapeHTML(false)
 	enc.Encode(v)
 }

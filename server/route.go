@@ -127,7 +127,7 @@ func (s *Server) serveRoute(rt *route) http.Handler {
 		} else if rc, ok := out.(*rawContent); ok {
 			rc.serve(w, r)
 		} else {
-			writeJSON(w, status, out)
+			writeJSONAs(w, status, out, rt.Access != AccessDevice && rt.Access != AccessDeviceOpen)
 		}
 		if rt.Action != "" && c.user.ID != "" {
 			s.audit(c, rt, status, err)

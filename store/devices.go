@@ -153,13 +153,19 @@ const deviceColumns = "d.id, d.identity_key, d.attestation_key, d.ek_cert, d.rot
 const deviceFrom = " FROM devices d LEFT JOIN device_groups g ON g.id = d.device_group_id "
 
 func scanDevice(row interface{ Scan(...any) error }) (sphere.Device, error) {
+	return scanDeviceAnd(row)
+}
+
+// scanDeviceAnd scans deviceColumns, then into more for the columns a
+// query selects after them.
+func scanDeviceAnd(row interface{ Scan(...any) error }, more ...any) (sphere.Device, error) {
 	var d sphere.Device
 	var tenant, group, product sql.NullString
 	var reg int64
 	var claimed, revoked, attestAt, certNotAfter sql.NullInt64
 	var result, reason, detail string
-	err := row.Scan(&d.ID, &d.IdentityPublicKey, &d.AttestationPublicKey, &d.EKCertificate, &d.RoT, &tenant, &group, &product, &reg, &claimed,
-		&revoked, &d.RevokedReason, &attestAt, &result, &reason, &detail, &certNotAfter)
+	err := row.Scan(append([]any{&d.ID, &d.IdentityPublicKey, &d.AttestationPublicKey, &d.EKCertificate, &d.RoT, &tenant, &group, &product, &reg, &claimed,
+		&revoked, &d.RevokedReason, &attestAt, &result, &reason, &detail, &certNotAfter}, more...)...)
 	d.TenantID, d.DeviceGroupID, d.ProductID = tenant.String, group.String, product.String
 	d.RegisteredAt, d.ClaimedAt, d.RevokedAt, d.CertNotAfter = fromMicro(reg), fromMicroPtr(claimed), fromMicroPtr(revoked), fromMicroPtr(certNotAfter)
 	if attestAt.Valid {
@@ -197,6 +203,39 @@ func (s *Store) getDevice(ctx context.Context, scoped bool, tenant, id string) (
 // device-facing API, which authenticates the device itself.
 func (s *Store) GetDevice(ctx context.Context, id string) (sphere.Device, error) {
 	return s.getDevice(ctx, false, "", id)
+}
+
+// Attestee is what attestation reads of a device, in one query: the
+// device, its group's root-of-trust policy, and whether an operator asked
+// it to check for updates at its next contact.
+type Attestee struct {
+	Device sphere.Device
+	// GroupName and RequireHardwareRoT describe the device's group (empty
+	// and false when it is in none). The devices table's foreign key keeps
+	// the group in the device's tenant.
+	GroupName          string
+	RequireHardwareRoT bool
+	CheckNow           bool
+}
+
+// GetAttestee reads a registered device for attestation.
+func (s *Store) GetAttestee(ctx context.Context, id string) (Attestee, error) {
+	var a Attestee
+	if err := sphere.ValidateDeviceID(id); err != nil {
+		return a, err
+	}
+	var groupName sql.NullString
+	var hw sql.NullBool
+	d, err := scanDeviceAnd(s.queryRow(ctx, "SELECT "+deviceColumns+", g.name, g.require_hw_rot, d.check_now"+deviceFrom+"WHERE d.id = ?", id),
+		&groupName, &hw, &a.CheckNow)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, sphere.Errorf(sphere.ENotFound, "device %s is not registered", id)
+	}
+	if err != nil {
+		return a, fmt.Errorf("store.GetAttestee: %w", err)
+	}
+	a.Device, a.GroupName, a.RequireHardwareRoT = d, groupName.String, hw.Bool
+	return a, nil
 }
 
 // DeviceCaller is what the device-facing API needs of a device that calls

@@ -270,6 +270,44 @@ func TestGetDevice(t *testing.T) {
 	})
 }
 
+// TestGetAttestee: attestation's one read of a device carries its
+// group's name and root-of-trust policy and the operator's check-now, on
+// both databases; a device in no group has neither.
+func TestGetAttestee(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "Contoso").ID)
+		g, err := a.CreateDeviceGroup(ctx, DeviceGroupSpec{Product: mustProduct(t, a, "Coffee Maker").ID, Name: "Kiosk", RequireHardwareRoT: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := mustClaimedDevice(t, s, a, g.ID)
+		loose := mustDevice(t, s)
+		if err := a.SetCheckNow(ctx, in.ID); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAttestee(ctx, in.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Device.ID != in.ID || got.Device.DeviceGroupID != g.ID || got.Device.IdentityPublicKey == "" ||
+			got.GroupName != "Kiosk" || !got.RequireHardwareRoT || !got.CheckNow {
+			t.Errorf("in a group: %+v", got)
+		}
+		got, err = s.GetAttestee(ctx, loose.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Device.ID != loose.ID || got.GroupName != "" || got.RequireHardwareRoT || got.CheckNow {
+			t.Errorf("in no group: %+v", got)
+		}
+		_, err = s.GetAttestee(ctx, strings.Repeat("ab", 32))
+		checkCode(t, err, sphere.ENotFound)
+		_, err = s.GetAttestee(ctx, "device-1")
+		checkCode(t, err, sphere.EInvalid)
+	})
+}
+
 func TestClaimDevice(t *testing.T) {
 	clock := newTestClock()
 	eachStoreWith(t, Config{Now: clock.Now}, func(t *testing.T, s *Store) {

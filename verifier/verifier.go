@@ -81,9 +81,15 @@ func New(cfg Config) (*Service, error) {
 // device should retry. Every decision about a registered device is
 // recorded on it.
 func (s *Service) Attest(ctx context.Context, ev *attest.Evidence) (attest.Result, error) {
-	res, dev, issued, nonce, err := s.decide(ctx, ev)
+	res, at, issued, nonce, err := s.decide(ctx, ev)
 	if err != nil {
 		return attest.Result{}, err
+	}
+	var dev *sphere.Device
+	if at != nil {
+		dev = &at.Device
+		// "Check now" reaches the device at its next contact: this one.
+		res.CheckNow = at.CheckNow && res.Result != sphere.AttestRefused
 	}
 	res.DeviceID = ev.DeviceID
 	res.At = s.now().UTC()
@@ -100,6 +106,7 @@ func (s *Service) Attest(ctx context.Context, ev *attest.Evidence) (attest.Resul
 		if !fresh {
 			// A replay: the certificate made for it is dropped unseen.
 			res = attest.Refuse(attest.ReasonNonceReplayed, "this challenge was already answered")
+			res.CheckNow = false
 			res.DeviceID, res.At = ev.DeviceID, s.now().UTC()
 			if err := s.st.RecordAttestation(ctx, dev.ID, res.Attestation, nil); err != nil {
 				return attest.Result{}, err
@@ -132,51 +139,50 @@ func measuredImages(events []rot.Event) []string {
 
 // decide judges evidence. The challenge it checks is marked used by Attest
 // when it records the result (n, nil when the challenge is not ours), so
-// that an attestation costs one commit; a replay is caught there.
-func (s *Service) decide(ctx context.Context, ev *attest.Evidence) (res attest.Result, dev *sphere.Device, iss *ca.Issued, n *store.Nonce, err error) {
+// that an attestation costs one commit; a replay is caught there. The
+// device is read once, with its group's policy (at, nil when it is not
+// registered).
+func (s *Service) decide(ctx context.Context, ev *attest.Evidence) (res attest.Result, at *store.Attestee, iss *ca.Issued, n *store.Nonce, err error) {
 	// 1. The challenge: ours, for this device, and fresh (Attest checks
 	// that it is unused).
 	challenge, expires, reason := s.checkChallenge(ev.Challenge, ev.DeviceID)
 	if reason != "" {
-		dev, err := s.registered(ctx, ev.DeviceID)
-		return attest.Refuse(reason, "the challenge is not valid for this device or has expired; ask for a new one"), dev, nil, nil, err
+		at, err := s.registered(ctx, ev.DeviceID)
+		return attest.Refuse(reason, "the challenge is not valid for this device or has expired; ask for a new one"), at, nil, nil, err
 	}
 	n = &store.Nonce{Hash: nonceHash(challenge), Expires: expires}
-	res, dev, iss, err = s.judge(ctx, ev, challenge)
-	return res, dev, iss, n, err
+	res, at, iss, err = s.judge(ctx, ev, challenge)
+	return res, at, iss, n, err
 }
 
 // judge runs steps 2 to 7 of the decision for a valid challenge.
-func (s *Service) judge(ctx context.Context, ev *attest.Evidence, challenge []byte) (attest.Result, *sphere.Device, *ca.Issued, error) {
+func (s *Service) judge(ctx context.Context, ev *attest.Evidence, challenge []byte) (attest.Result, *store.Attestee, *ca.Issued, error) {
 	// 2. The device: registered, claimed, in a group, not revoked.
-	dev, err := s.registered(ctx, ev.DeviceID)
+	at, err := s.registered(ctx, ev.DeviceID)
 	if err != nil {
 		return attest.Result{}, nil, nil, err
 	}
-	if dev == nil {
+	if at == nil {
 		return attest.Refuse(attest.ReasonUnregistered, "device %s is not registered", ev.DeviceID), nil, nil, nil
 	}
+	dev := &at.Device
 	switch {
 	case dev.TenantID == "":
-		return attest.Refuse(attest.ReasonUnclaimed, "the device is not claimed by any tenant"), dev, nil, nil
+		return attest.Refuse(attest.ReasonUnclaimed, "the device is not claimed by any tenant"), at, nil, nil
 	case dev.RevokedAt != nil:
-		return attest.Refuse(attest.ReasonRevoked, "the device was revoked: %s", dev.RevokedReason), dev, nil, nil
+		return attest.Refuse(attest.ReasonRevoked, "the device was revoked: %s", dev.RevokedReason), at, nil, nil
 	case dev.DeviceGroupID == "":
-		return attest.Refuse(attest.ReasonUnassigned, "the device is in no device group; assign it to one"), dev, nil, nil
+		return attest.Refuse(attest.ReasonUnassigned, "the device is in no device group; assign it to one"), at, nil, nil
 	}
 	tenant := s.st.Tenant(dev.TenantID)
-	group, err := tenant.GetDeviceGroup(ctx, dev.DeviceGroupID)
-	if err != nil {
-		return attest.Result{}, nil, nil, err
-	}
 
 	// 3. The root of trust: what the manufacturer registered, and what
 	// the group demands.
 	if string(ev.RoT) != dev.RoT {
-		return attest.Refuse(attest.ReasonRoTMismatch, "the evidence claims a %s root of trust but the device was registered with %s", ev.RoT, dev.RoT), dev, nil, nil
+		return attest.Refuse(attest.ReasonRoTMismatch, "the evidence claims a %s root of trust but the device was registered with %s", ev.RoT, dev.RoT), at, nil, nil
 	}
-	if group.RequireHardwareRoT && dev.RoT != string(rot.KindTPM) {
-		return attest.Refuse(attest.ReasonHardwareRequired, "device group %q requires a hardware root of trust; this device's is %s", group.Name, dev.RoT), dev, nil, nil
+	if at.RequireHardwareRoT && dev.RoT != string(rot.KindTPM) {
+		return attest.Refuse(attest.ReasonHardwareRequired, "device group %q requires a hardware root of trust; this device's is %s", at.GroupName, dev.RoT), at, nil, nil
 	}
 
 	// 4 and 5. The cryptographic chain from the registered keys to the CSR.
@@ -190,12 +196,12 @@ func (s *Service) judge(ctx context.Context, ev *attest.Evidence, challenge []by
 	}
 	csrKey, refusal := attest.VerifyChain(ak, regID, ev, challenge)
 	if refusal != nil {
-		return *refusal, dev, nil, nil
+		return *refusal, at, nil, nil
 	}
 
 	// 6. The software: every measurement allowed by the tenant.
 	if res, ok, err := s.judgeMeasurements(ctx, tenant, *dev, ev.EventLog); err != nil || !ok {
-		return res, dev, nil, err
+		return res, at, nil, err
 	}
 
 	// 7. Healthy: the certificate.
@@ -208,15 +214,15 @@ func (s *Service) judge(ctx context.Context, ev *attest.Evidence, challenge []by
 	for _, c := range iss.Chain {
 		res.Chain += pemCert(c)
 	}
-	return res, dev, &iss, nil
+	return res, at, &iss, nil
 }
 
 // registered returns the device, or nil if it is not registered.
-func (s *Service) registered(ctx context.Context, id string) (*sphere.Device, error) {
-	d, err := s.st.GetDevice(ctx, id)
+func (s *Service) registered(ctx context.Context, id string) (*store.Attestee, error) {
+	a, err := s.st.GetAttestee(ctx, id)
 	switch sphere.ErrorCode(err) {
 	case "":
-		return &d, nil
+		return &a, nil
 	case sphere.ENotFound, sphere.EInvalid:
 		return nil, nil
 	}
