@@ -81,8 +81,11 @@ type Agent struct {
 	mtls     *http.Client // every later call: the device certificate over mutual TLS
 	cert     atomic.Pointer[tls.Certificate]
 	attestMu sync.Mutex // never two attestations at once
-	lastMu   sync.Mutex
-	last     attest.Result
+	// csr is the certificate request for the identity key, made at the
+	// first attestation and sent at every one (guarded by attestMu).
+	csr    []byte
+	lastMu sync.Mutex
+	last   attest.Result
 	// images returns the OS and app images the update engine runs, for
 	// Measurements; nil before there is an engine.
 	images atomic.Pointer[func() []rot.Event]
@@ -351,7 +354,7 @@ func (a *Agent) attest(ctx context.Context) (attest.Result, error) {
 	if err != nil {
 		return attest.Result{}, fmt.Errorf("certify: %w", err)
 	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: a.deviceID}}, r.Identity())
+	csr, err := a.request()
 	if err != nil {
 		return attest.Result{}, fmt.Errorf("csr: %w", err)
 	}
@@ -362,6 +365,25 @@ func (a *Agent) attest(ctx context.Context) (attest.Result, error) {
 		return attest.Result{}, fmt.Errorf("attest: %w", err)
 	}
 	return res, nil
+}
+
+// request returns the certificate request for the identity key. Its
+// content never changes (CN = the device id, the identity key; the service
+// takes nothing else from it), so it is signed once per process and sent
+// again at each attestation: on a TPM that spares a TPM2_Sign at every
+// renewal. Freshness is the quote's and the certification's, which sign
+// the challenge; the request only proves that the key signs, and the
+// service still checks its signature and that its key is the certified
+// one. Called with attestMu held.
+func (a *Agent) request() ([]byte, error) {
+	if a.csr == nil {
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: a.deviceID}}, a.cfg.RoT.Identity())
+		if err != nil {
+			return nil, err
+		}
+		a.csr = der
+	}
+	return a.csr, nil
 }
 
 // call sends one JSON request to the service.

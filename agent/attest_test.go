@@ -397,3 +397,49 @@ func TestMalformedEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestRenewalReusesTheRequest: the certificate request is signed once and
+// sent again at the next attestation (on a TPM, one TPM2_Sign fewer per
+// renewal); the service accepts it each time against the fresh quote and
+// certification, and both certificates are for the identity key.
+func TestRenewalReusesTheRequest(t *testing.T) {
+	svc := startService(t)
+	dir := t.TempDir()
+	r, err := rot.OpenSoft(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := svc.newDevice(t, r, dir)
+	svc.enroll(t, d, "Development")
+	if err := d.agent.Measure(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var sent [][]byte
+	var serials []string
+	for range 2 {
+		res, err := d.agent.Attest(ctx)
+		if err != nil || res.Result != sphere.AttestHealthy {
+			t.Fatalf("Attest: %+v %v", res, err)
+		}
+		sent = append(sent, d.agent.csr)
+		c := d.agent.Certificate()
+		if !c.PublicKey.(*ecdsa.PublicKey).Equal(r.Identity().Public()) {
+			t.Fatal("the certificate is not for the identity key")
+		}
+		serials = append(serials, c.SerialNumber.String())
+	}
+	if &sent[0][0] != &sent[1][0] {
+		t.Error("the second attestation signed a new certificate request")
+	}
+	if serials[0] == serials[1] {
+		t.Error("the renewal did not issue a new certificate")
+	}
+	csr, err := x509.ParseCertificateRequest(sent[0])
+	if err != nil || csr.CheckSignature() != nil {
+		t.Fatalf("the kept request: %v", err)
+	}
+	if csr.Subject.CommonName != d.agent.DeviceID() || !csr.PublicKey.(*ecdsa.PublicKey).Equal(r.Identity().Public()) {
+		t.Errorf("the kept request names %q with another key", csr.Subject.CommonName)
+	}
+}
