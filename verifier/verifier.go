@@ -234,6 +234,18 @@ func (s *Service) registered(ctx context.Context, id string) (*store.Attestee, e
 // (genuine, may fetch updates, gets no certificate). Image measurements
 // will be judged against the device's deployments here as well.
 func (s *Service) judgeMeasurements(ctx context.Context, tenant *store.TenantStore, dev sphere.Device, events []rot.Event) (attest.Result, bool, error) {
+	// The allowlist entries of every item that is not an image, in one
+	// read; the events are then judged in their order.
+	var keys []store.MeasurementKey
+	for _, e := range events {
+		if e.Type != attest.EventOSImage && e.Type != attest.EventAppImage {
+			keys = append(keys, store.MeasurementKey{Type: e.Type, Digest: e.Digest})
+		}
+	}
+	allowed, err := tenant.LookupMeasurements(ctx, keys)
+	if err != nil {
+		return attest.Result{}, false, err
+	}
 	sawAgent := false
 	var stale []string
 	for _, e := range events {
@@ -251,10 +263,7 @@ func (s *Service) judgeMeasurements(ctx context.Context, tenant *store.TenantSto
 			}
 			continue
 		}
-		m, ok, err := tenant.LookupMeasurement(ctx, e.Type, e.Digest)
-		if err != nil {
-			return attest.Result{}, false, err
-		}
+		m, ok := allowed[store.MeasurementKey{Type: e.Type, Digest: e.Digest}]
 		if !ok {
 			return attest.Refuse(attest.ReasonUnknownSoftware, "%s %q with SHA-256 %s is not allowed in this tenant", e.Type, e.Name, e.Digest), false, nil
 		}
