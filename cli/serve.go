@@ -114,6 +114,9 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 	if f.idleTimeout <= 0 {
 		return fmt.Errorf("--idle-timeout must be positive, got %s", f.idleTimeout)
 	}
+	if f.gcHeadroomMiB < 0 {
+		return fmt.Errorf("--gc-headroom-mib must be 0 or more, not %d", f.gcHeadroomMiB)
+	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -176,9 +179,6 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 			releases.Inc()
 			log.Debug("returned spare heap to the system", "spare_mib", spare>>20, "took", took)
 		}})
-	}
-	if f.gcHeadroomMiB < 0 {
-		return fmt.Errorf("--gc-headroom-mib must be 0 or more, not %d", f.gcHeadroomMiB)
 	}
 	go gcpace.Run(ctx, gcpace.Config{Headroom: uint64(f.gcHeadroomMiB) << 20, OnChange: func(percent int) {
 		log.Debug("collector pacing", "gogc", percent)

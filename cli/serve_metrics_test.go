@@ -3,10 +3,12 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +61,29 @@ func TestServeMemoryMetrics(t *testing.T) {
 			t.Errorf("serve %v: want %q in /metrics, got %.40q", c.args, c.gogc, body[max(i, 0):])
 		}
 		svc.stop()
+	}
+}
+
+// TestServeRefusesBadFlags: a serve flag out of range is refused with a
+// message naming it, before anything is created in the data directory.
+func TestServeRefusesBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gc-headroom-mib", "-1"}, "--gc-headroom-mib must be 0 or more"},
+		{[]string{"--idle-timeout", "0s"}, "--idle-timeout must be positive"},
+		{[]string{"--tls-cert", "x.pem"}, "--tls-cert and --tls-key go together"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dir}, c.args...)
+		var out, errOut strings.Builder
+		err := Run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %v: error %v, want one saying %q", c.args, err, c.want)
+		}
+		if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+			t.Errorf("serve %v: the data directory was created (%v)", c.args, statErr)
+		}
 	}
 }
