@@ -94,6 +94,15 @@ SIGINT or SIGTERM stops taking new requests and drains those in flight.`,
 	return cmd
 }
 
+// gcHeadroom is the collector's headroom in bytes for a --gc-headroom-mib
+// of mib: none when GOGC is set in the environment, whose setting wins.
+func gcHeadroom(mib int) uint64 {
+	if os.Getenv("GOGC") != "" || mib <= 0 {
+		return 0
+	}
+	return uint64(mib) << 20
+}
+
 // dsnFor returns the database to open: --db, or SQLite in the data dir.
 func dsnFor(dataDir, db string) string {
 	if db != "" {
@@ -180,7 +189,7 @@ func (a *app) serve(cmd *cobra.Command, f serveFlags) error {
 			log.Debug("returned spare heap to the system", "spare_mib", spare>>20, "took", took)
 		}})
 	}
-	go gcpace.Run(ctx, gcpace.Config{Headroom: uint64(f.gcHeadroomMiB) << 20, OnChange: func(percent int) {
+	go gcpace.Run(ctx, gcpace.Config{Headroom: gcHeadroom(f.gcHeadroomMiB), OnChange: func(percent int) {
 		log.Debug("collector pacing", "gogc", percent)
 	}})
 	if f.pprofAddr != "" {

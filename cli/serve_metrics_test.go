@@ -87,3 +87,19 @@ func TestServeRefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestGCHeadroom: the flag in MiB becomes bytes, and GOGC in the
+// environment turns the pacing off.
+func TestGCHeadroom(t *testing.T) {
+	t.Setenv("GOGC", "")
+	if got := gcHeadroom(256); got != 256<<20 {
+		t.Errorf("gcHeadroom(256) = %d", got)
+	}
+	if got := gcHeadroom(0); got != 0 {
+		t.Errorf("gcHeadroom(0) = %d", got)
+	}
+	t.Setenv("GOGC", "150")
+	if got := gcHeadroom(256); got != 0 {
+		t.Errorf("with GOGC=150, gcHeadroom(256) = %d, want 0", got)
+	}
+}

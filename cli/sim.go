@@ -85,7 +85,7 @@ it is a load generator.`,
 			}
 			ctx, stop := context.WithCancel(cmd.Context())
 			defer stop()
-			go gcpace.Run(ctx, gcpace.Config{Headroom: 256 << 20})
+			go gcpace.Run(ctx, gcpace.Config{Headroom: gcHeadroom(256)})
 			rep, err := sim.Run(ctx, cfg)
 			if err != nil {
 				return err

@@ -17,13 +17,12 @@
 // and never above Max. A small heap gets up to Max (400 by default: the
 // heap grows to five times its live data), a heap larger than Headroom
 // keeps Go's default pacing, so the extra memory is at most Headroom.
-// When GOGC is set in the environment Run leaves the collector alone: the
-// operator's setting wins.
+// The commands pass a Headroom of 0 when GOGC is set in the environment,
+// so that the operator's setting wins.
 package gcpace
 
 import (
 	"context"
-	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -32,7 +31,8 @@ import (
 // Config tunes Run; zero fields take the defaults.
 type Config struct {
 	// Headroom is how far the heap may grow beyond the live heap between
-	// two collections, in bytes. Zero leaves the collector alone.
+	// two collections, in bytes. Zero leaves the collector alone (and is
+	// what a process run with GOGC set should pass).
 	Headroom uint64
 	// Max bounds the percentage (default 400).
 	Max int
@@ -82,10 +82,9 @@ func read(name string) uint64 {
 }
 
 // Run paces the collector until ctx is done, then puts back the
-// percentage it found. It returns at once when cfg.Headroom is 0 or GOGC
-// is set in the environment.
+// percentage it found. It returns at once when cfg.Headroom is 0.
 func Run(ctx context.Context, cfg Config) {
-	if cfg.Headroom == 0 || os.Getenv("GOGC") != "" {
+	if cfg.Headroom == 0 {
 		return
 	}
 	if cfg.Max <= 0 {
