@@ -48,21 +48,14 @@ const step = 25
 
 // Percent is the collector percentage that lets the heap grow by headroom
 // beyond live: 100 × headroom / live, rounded down to a multiple of 25,
-// between 100 and max.
-func Percent(live, headroom uint64, max int) int {
-	max = maxInt(100, max)
-	p := max
+// between 100 and most.
+func Percent(live, headroom uint64, most int) int {
+	most = max(100, most)
+	p := most
 	if live > 0 {
-		p = int(min(float64(max), 100*float64(headroom)/float64(live)))
+		p = int(min(float64(most), 100*float64(headroom)/float64(live)))
 	}
-	return maxInt(100, p-p%step)
-}
-
-func maxInt(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
+	return max(100, p-p%step)
 }
 
 // Live reads what the last collection found reachable on the heap, or 0
