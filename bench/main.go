@@ -285,7 +285,10 @@ type service struct {
 func startService(ctx context.Context, bin, work, db string) *service {
 	dir, err := os.MkdirTemp(work, "serve-")
 	check(err)
-	args := []string{"serve", "--log-level", "warn", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")}
+	// The service runs with its defaults, logging at info (each
+	// attestation, an operator's calls, a device's refused calls) to a
+	// file of its own.
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")}
 	s := &service{dbName: "SQLite", config: filepath.Join(dir, "config.json"), caFile: filepath.Join(dir, "data", "tls", "server.crt")}
 	if db != "" {
 		// A new, empty schema for each service, as SQLite gets a new
@@ -297,8 +300,12 @@ func startService(ctx context.Context, bin, work, db string) *service {
 	s.cmd = exec.CommandContext(ctx, bin, args...)
 	stdout, err := s.cmd.StdoutPipe()
 	check(err)
-	s.cmd.Stderr = os.Stderr
+	logPath := filepath.Join(dir, "serve.log")
+	logFile, err := os.Create(logPath)
+	check(err)
+	s.cmd.Stderr = logFile
 	check(s.cmd.Start())
+	logFile.Close() // the child has its own descriptor
 	sc := bufio.NewScanner(stdout)
 	token := ""
 	deadline := time.Now().Add(time.Minute)
@@ -312,7 +319,8 @@ func startService(ctx context.Context, bin, work, db string) *service {
 		}
 	}
 	if s.url == "" || token == "" {
-		log.Fatal("sphere serve did not print its address and first token")
+		out, _ := os.ReadFile(logPath)
+		log.Fatalf("sphere serve did not print its address and first token; its log (%s):\n%s", logPath, out[max(0, len(out)-4096):])
 	}
 	go io.Copy(io.Discard, stdout)
 	run(ctx, s.env(), bin, "login", "--server", s.url, "--ca-file", s.caFile, "--token", token)

@@ -204,10 +204,18 @@ func (w testLog) Write(p []byte) (int, error) {
 }
 
 // newServer starts the real server on st, over plain HTTP on 127.0.0.1.
-func newServer(t *testing.T, st *store.Store) *env {
+func newServer(t *testing.T, st *store.Store) *env { return newServerLogging(t, st, nil) }
+
+// newServerLogging is newServer whose log also goes, from info level, to
+// logs when it is not nil.
+func newServerLogging(t *testing.T, st *store.Store, logs io.Writer) *env {
 	t.Helper()
 	e := &env{store: st}
-	log := slog.New(slog.NewTextHandler(testLog{t, &e.errLogs}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var h slog.Handler = slog.NewTextHandler(testLog{t, &e.errLogs}, &slog.HandlerOptions{Level: slog.LevelWarn})
+	if logs != nil {
+		h = slog.NewTextHandler(io.MultiWriter(testLog{t, &e.errLogs}, logs), &slog.HandlerOptions{Level: slog.LevelInfo})
+	}
+	log := slog.New(h)
 	kek, err := ca.NewKEK(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)

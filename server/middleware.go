@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/opensphere/sphere"
@@ -105,7 +106,7 @@ func (s *Server) withAccessLog(next http.Handler) http.Handler {
 		}
 		d := time.Since(start)
 		s.metrics.observe(pattern, sw.status, d)
-		s.log.LogAttrs(r.Context(), levelFor(sw.status), "request",
+		s.log.LogAttrs(r.Context(), accessLevel(sw.status, strings.HasPrefix(r.URL.Path, "/device/")), "request",
 			slog.String("request_id", requestID(r.Context())),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
@@ -122,9 +123,18 @@ func notFoundRoute(r *http.Request) error {
 	return sphere.Errorf(sphere.ENotFound, "no route %s %s; see /api/v1/openapi.json", r.Method, r.URL.Path)
 }
 
-func levelFor(status int) slog.Level {
-	if status >= 500 {
+// accessLevel is the level of a request's access-log line: server errors
+// are errors; a device's successful calls are debug, since a fleet calls
+// all day (100,000 devices checking hourly are 28 lines a second, a storm
+// thousands) and sphere_http_requests_total counts them by route and
+// status; everything else, an operator's calls and a device's refused
+// ones, is info.
+func accessLevel(status int, device bool) slog.Level {
+	switch {
+	case status >= 500:
 		return slog.LevelError
+	case device && status < 400:
+		return slog.LevelDebug
 	}
 	return slog.LevelInfo
 }

@@ -1,15 +1,19 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/api"
 )
 
 // TestSystemEndpoints checks what sits beside the API: health, readiness,
@@ -275,4 +279,56 @@ func mediaTypes(obj map[string]any) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, ",")
+}
+
+// lockedBuffer collects log output written from the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAccessLogLevels: at the info level, an operator's calls and a
+// device's refused calls each leave an access-log line; a device's
+// successful calls, a fleet's steady traffic, do not (they are at debug,
+// and counted in the metrics).
+func TestAccessLogLevels(t *testing.T) {
+	logs := &lockedBuffer{}
+	e := newServerLogging(t, openSQLite(t), logs)
+	cases := []struct {
+		name, method string
+		req          request
+		status       int
+		logged       bool
+	}{
+		{"device ok", "POST", request{path: "/device/v1/challenge", body: api.ChallengeRequest{DeviceID: strings.Repeat("ab", 32)}}, 200, false},
+		{"device refused", "POST", request{path: "/device/v1/challenge", body: api.ChallengeRequest{DeviceID: "not-a-device"}}, 400, true},
+		{"device unauthenticated", "GET", request{path: "/device/v1/whoami"}, 401, true},
+		{"operator ok", "GET", request{path: "/api/v1/openapi.json"}, 200, true},
+		{"operator unauthenticated", "GET", request{path: "/api/v1/me"}, 401, true},
+	}
+	for _, c := range cases {
+		resp := e.send(t, "", c.method, c.req)
+		if resp.Status != c.status {
+			t.Fatalf("%s: %s %s = %d, want %d", c.name, c.method, c.req.path, resp.Status, c.status)
+		}
+		line := "request_id=" + resp.RequestID + " "
+		if got := strings.Contains(logs.String(), line); got != c.logged {
+			t.Errorf("%s: access-log line at info = %v, want %v\n%s", c.name, got, c.logged, logs)
+		}
+	}
+	if got := accessLevel(503, true); got != slog.LevelError {
+		t.Errorf("a device call that failed in the service logs at %v, want error", got)
+	}
 }
