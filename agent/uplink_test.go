@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/ca"
+	"github.com/opensphere/sphere/internal/syncbuf"
 	"github.com/opensphere/sphere/rot"
 	"github.com/opensphere/sphere/store"
 	"github.com/opensphere/sphere/tlsutil"
@@ -343,14 +343,14 @@ type broker struct {
 	port     int
 	roots    *x509.CertPool // for its server certificate
 	protocol string         // spoken by the clients of client
-	log      *syncBuffer
+	log      *syncbuf.Buffer
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
 
 func startMosquitto(t testing.TB, bin string, bundle []*x509.Certificate) *broker {
 	t.Helper()
-	b := &broker{bin: bin, dir: t.TempDir(), log: &syncBuffer{}}
+	b := &broker{bin: bin, dir: t.TempDir(), log: &syncbuf.Buffer{}}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -607,22 +607,4 @@ func writeTestFile(t testing.TB, path string, data []byte) {
 	if err := tlsutil.WriteFileAtomic(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

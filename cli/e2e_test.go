@@ -26,26 +26,9 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/opensphere/sphere"
+	"github.com/opensphere/sphere/internal/syncbuf"
 	"github.com/opensphere/sphere/store"
 )
-
-// syncBuffer is a bytes.Buffer that serve can write while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // service is a `sphere serve` running in process on 127.0.0.1:0.
 type service struct {
@@ -59,7 +42,7 @@ var tokenLine = regexp.MustCompile(`(?m)^  (sph_[A-Za-z0-9_-]+)$`)
 func startService(t *testing.T, dataDir string, extra ...string) *service {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "warn"}, extra...)
 	go func() { done <- Run(ctx, args, strings.NewReader(""), out, errOut) }()

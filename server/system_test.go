@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -9,11 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/opensphere/sphere"
 	"github.com/opensphere/sphere/api"
+	"github.com/opensphere/sphere/internal/syncbuf"
 )
 
 // TestSystemEndpoints checks what sits beside the API: health, readiness,
@@ -281,30 +280,12 @@ func mediaTypes(obj map[string]any) string {
 	return strings.Join(out, ",")
 }
 
-// lockedBuffer collects log output written from the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestAccessLogLevels: at the info level, an operator's calls and a
 // device's refused calls each leave an access-log line; a device's
 // successful calls, a fleet's steady traffic, do not (they are at debug,
 // and counted in the metrics).
 func TestAccessLogLevels(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	e := newServerLogging(t, openSQLite(t), logs)
 	cases := []struct {
 		name, method string
