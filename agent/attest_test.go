@@ -403,17 +403,8 @@ func TestMalformedEvidence(t *testing.T) {
 // renewal); the service accepts it each time against the fresh quote and
 // certification, and both certificates are for the identity key.
 func TestRenewalReusesTheRequest(t *testing.T) {
-	svc := startService(t)
-	dir := t.TempDir()
-	r, err := rot.OpenSoft(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := svc.newDevice(t, r, dir)
-	svc.enroll(t, d, "Development")
-	if err := d.agent.Measure(); err != nil {
-		t.Fatal(err)
-	}
+	d := startService(t).softDevice(t, "Development")
+	r := d.rot
 	ctx := context.Background()
 	var sent [][]byte
 	var serials []string

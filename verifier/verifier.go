@@ -106,7 +106,6 @@ func (s *Service) Attest(ctx context.Context, ev *attest.Evidence) (attest.Resul
 		if !fresh {
 			// A replay: the certificate made for it is dropped unseen.
 			res = attest.Refuse(attest.ReasonNonceReplayed, "this challenge was already answered")
-			res.CheckNow = false
 			res.DeviceID, res.At = ev.DeviceID, s.now().UTC()
 			if err := s.st.RecordAttestation(ctx, dev.ID, res.Attestation, nil); err != nil {
 				return attest.Result{}, err
