@@ -268,15 +268,103 @@ func testUplinkMosquitto(t *testing.T, bin, protocol, logged string) {
 // BenchmarkUplinkPublish measures QoS 1 messages of 256 bytes through
 // the outbox to Mosquitto: each is synced to disk by Publish, sent, and
 // removed after its PUBACK, one message in flight at a time.
-func BenchmarkUplinkPublish(b *testing.B) {
-	bin := mosquittoBinary(b)
-	svc := startService(b)
-	ctx := context.Background()
-	bundle, err := svc.ca.Bundle(ctx, svc.tenant.ID())
-	if err != nil {
-		b.Fatal(err)
+// TestUplinkConcurrentWrites has one client write from many goroutines at
+// once (subscriptions, QoS 0 and QoS 1 messages, and the client's own
+// acknowledgements of what it receives): every packet must reach the
+// broker whole, on the one connection. paho.golang writes each packet in
+// several Writes; on a bare TLS connection two packets interleaved, the
+// broker read a malformed one and dropped the connection, and a
+// subscription sent on it waited for a SUBACK that never came.
+func TestUplinkConcurrentWrites(t *testing.T) {
+	svc, br := serviceAndBroker(t)
+	for _, protocol := range []string{uplink.MQTT5, uplink.MQTT311} {
+		t.Run(protocol, func(t *testing.T) {
+			br.protocol = protocol
+			d := svc.attestedDevice(t)
+			c := br.client(t, d, 0, "")
+			awaitConnection(t, c)
+			in := newInbox()
+			const writers, rounds = 8, 40
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for i := range rounds {
+						topic := fmt.Sprintf("devices/%s/w%d/%d", d.agent.DeviceID(), w, i)
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						err := c.Subscribe(ctx, topic, in.handle)
+						cancel()
+						if err != nil {
+							t.Errorf("Subscribe %s: %v", topic, err)
+							return
+						}
+						if err := c.Publish(context.Background(), topic, []byte("qos1"), 1); err != nil {
+							t.Errorf("Publish QoS 1: %v", err)
+							return
+						}
+						if err := c.Publish(context.Background(), d.topic(), []byte("qos0"), 0); err != nil {
+							t.Errorf("Publish QoS 0: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			flush(t, c)
+			for w := range writers {
+				in.waitFor(t, fmt.Sprintf("devices/%s/w%d/%d", d.agent.DeviceID(), w, rounds-1), "qos1")
+			}
+			if n := br.connections(d); n != 1 {
+				t.Fatalf("the broker accepted %d connections from the device, want 1 (a malformed packet drops the connection):\n%s", n, br.log.String())
+			}
+		})
 	}
-	br := startMosquitto(b, bin, bundle)
+}
+
+// TestUplinkSubscribeAcrossDrop subscribes while the broker is frozen and
+// then killed: the broker never answers, the connection is gone, and
+// Subscribe must not report that as a failure: the subscription is made
+// on the next connection, and messages on it arrive.
+func TestUplinkSubscribeAcrossDrop(t *testing.T) {
+	svc, br := serviceAndBroker(t)
+	for _, protocol := range []string{uplink.MQTT5, uplink.MQTT311} {
+		t.Run(protocol, func(t *testing.T) {
+			br.protocol = protocol
+			d, sender := svc.attestedDevice(t), svc.attestedDevice(t)
+			c, s := br.client(t, d, 0, ""), br.client(t, sender, 0, "")
+			awaitConnection(t, c)
+			awaitConnection(t, s)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			br.cmd.Process.Signal(syscall.SIGSTOP)
+			in := newInbox()
+			done := make(chan error, 1)
+			go func() { done <- c.Subscribe(ctx, sender.topic(), in.handle) }()
+			time.Sleep(300 * time.Millisecond) // the SUBSCRIBE is on its way to a broker that does not read it
+			br.cmd.Process.Kill()
+			<-br.exited
+			br.cmd = nil
+			br.start(t)
+			if err := <-done; err != nil {
+				t.Fatalf("Subscribe across a lost connection: %v; want nil (subscribes on the next one)", err)
+			}
+			awaitConnection(t, c)
+			awaitConnection(t, s)
+			// The new connection's subscription may still be on its way:
+			// publish until a message arrives.
+			waitUntil(t, 15*time.Second, "a message on the subscription made on reconnecting", func() bool {
+				if err := s.Publish(context.Background(), sender.topic(), []byte("after"), 0); err != nil && !errors.Is(err, uplink.ErrNotConnected) {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+				return in.has(sender.topic(), "after")
+			})
+		})
+	}
+}
+
+func BenchmarkUplinkPublish(b *testing.B) {
+	svc, br := serviceAndBroker(b)
+	ctx := context.Background()
 	d := svc.attestedDevice(b)
 	payload := make([]byte, 256)
 	for _, protocol := range []string{uplink.MQTT5, uplink.MQTT311} {
@@ -299,6 +387,18 @@ func BenchmarkUplinkPublish(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serviceAndBroker starts the service and a Mosquitto that trusts its
+// tenant's chain bundle.
+func serviceAndBroker(t testing.TB) (*service, *broker) {
+	bin := mosquittoBinary(t)
+	svc := startService(t)
+	bundle, err := svc.ca.Bundle(context.Background(), svc.tenant.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, startMosquitto(t, bin, bundle)
 }
 
 // mosquittoBinary finds Mosquitto or skips.

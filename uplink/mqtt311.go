@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,10 +36,6 @@ type wire311 struct {
 	cur  mqtt.Client   // nil while not connected
 	lost chan struct{} // closed when cur's connection ends
 }
-
-// errConnectionLost ends a wait for an acknowledgement whose connection
-// dropped; the message is sent again on the next one.
-var errConnectionLost = errors.New("connection lost")
 
 func start311(c *Client, u *url.URL) *wire311 {
 	w := &wire311{c: c, broker: u, done: make(chan struct{})}
@@ -187,12 +184,17 @@ func (w *wire311) subscribe(ctx context.Context, filters []string) error {
 func wait(ctx context.Context, tok mqtt.Token, lost <-chan struct{}) error {
 	select {
 	case <-tok.Done():
-		if err := tok.Error(); errors.Is(err, mqtt.ErrNotConnected) {
+		err := tok.Error()
+		switch {
+		case errors.Is(err, mqtt.ErrNotConnected):
 			return ErrNotConnected
-		} else if err != nil {
-			return err
+		case err != nil && strings.HasPrefix(err.Error(), "connection lost before"):
+			// paho.mqtt.golang ends the tokens of a lost connection
+			// with "connection lost before Publish/Subscribe completed",
+			// possibly before lost is closed.
+			return fmt.Errorf("%w: %v", errConnectionLost, err)
 		}
-		return nil
+		return err
 	case <-lost:
 		return errConnectionLost
 	case <-ctx.Done():

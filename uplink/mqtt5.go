@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 )
 
@@ -32,7 +33,16 @@ func start5(c *Client, u *url.URL) (*wire5, error) {
 		ReconnectBackoff:              c.backoff,
 		ConnectTimeout:                cfg.ConnectTimeout,
 		AttemptConnection: func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
-			return c.dial(ctx, u.Host)
+			conn, err := c.dial(ctx, u.Host)
+			if err != nil {
+				return nil, err
+			}
+			// paho.golang writes a packet in several Writes and from
+			// several goroutines (SUBSCRIBE, PUBLISH, PUBACK, PINGREQ);
+			// on a bare tls.Conn they interleave, the broker reads a
+			// malformed packet and drops the connection. The wrapper
+			// holds a lock across each packet.
+			return packets.NewThreadSafeConn(conn), nil
 		},
 		ConnectPacketBuilder: func(p *paho.Connect, _ *url.URL) (*paho.Connect, error) {
 			p.ClientID = c.clientID()
@@ -104,8 +114,11 @@ func (w *wire5) subscribe(ctx context.Context, filters []string) error {
 				}
 			}
 		}
-		if errors.Is(err, autopaho.ConnectionDownError) {
+		switch {
+		case errors.Is(err, autopaho.ConnectionDownError):
 			return ErrNotConnected
+		case errors.Is(err, paho.ErrConnectionLost):
+			return errConnectionLost
 		}
 		return fmt.Errorf("uplink: subscribe: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,6 +116,11 @@ var (
 	ErrNotConnected = errors.New("uplink: not connected")
 	// ErrClosed means the Client was closed.
 	ErrClosed = errors.New("uplink: client closed")
+
+	// errConnectionLost ends a wait for an acknowledgement whose
+	// connection dropped: a message is sent again, a subscription made
+	// again, on the next one.
+	errConnectionLost = errors.New("connection lost")
 )
 
 // wire is one protocol's MQTT client. It connects and reconnects by
@@ -165,7 +171,7 @@ type Client struct {
 	presented  *tls.Certificate // presented in the handshake in progress
 	up         bool
 	upCh       chan struct{} // closed while a connection is up
-	subs       []subscription
+	subs       []*subscription
 }
 
 type subscription struct {
@@ -325,7 +331,7 @@ func (c *Client) onUp(sessionPresent bool) {
 	c.mu.Lock()
 	c.up = true
 	close(c.upCh)
-	subs := append([]subscription(nil), c.subs...)
+	subs := append([]*subscription(nil), c.subs...)
 	c.mu.Unlock()
 	c.log.Info("uplink: connected to the broker", "broker", c.cfg.Broker, "protocol", c.cfg.Protocol,
 		"session_present", sessionPresent, "outbox", c.out.len())
@@ -492,7 +498,9 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte, qos 
 // Subscribe calls h for every message on topics matching filter, with
 // QoS 1. The subscription is renewed on every reconnect. If a connection
 // is up, Subscribe waits for the broker's answer and returns its refusal
-// as an error; if not, it returns nil and subscribes on connecting.
+// as an error; if not, or if the connection drops before the broker
+// answers, it returns nil and subscribes on connecting. When Subscribe
+// returns an error the subscription is gone: h is never called.
 func (c *Client) Subscribe(ctx context.Context, filter string, h Handler) error {
 	if err := validFilter(filter); err != nil {
 		return fmt.Errorf("uplink.Subscribe: %w", err)
@@ -500,24 +508,36 @@ func (c *Client) Subscribe(ctx context.Context, filter string, h Handler) error 
 	if h == nil {
 		return errors.New("uplink.Subscribe: nil handler")
 	}
+	sub := &subscription{filter: filter, h: h}
 	c.mu.Lock()
-	c.subs = append(c.subs, subscription{filter: filter, h: h})
-	up := c.up
+	c.subs = append(c.subs, sub)
+	up, conn := c.up, c.upCh
 	c.mu.Unlock()
 	if !up {
 		return nil
 	}
-	if err := c.wire.subscribe(ctx, []string{filter}); err != nil && !errors.Is(err, ErrNotConnected) {
-		return err
+	err := c.wire.subscribe(ctx, []string{filter})
+	if err == nil || errors.Is(err, ErrNotConnected) {
+		return nil
 	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.upCh != conn || errors.Is(err, errConnectionLost) {
+		// The connection this subscribe went out on is gone (paho.golang
+		// then leaves it waiting for a SUBACK that never comes); the
+		// next connection subscribes again, or already has.
+		c.log.Debug("uplink: connection lost while subscribing; subscribing on the next one", "filter", filter, "err", err)
+		return nil
+	}
+	c.subs = slices.DeleteFunc(c.subs, func(s *subscription) bool { return s == sub })
+	return err
 }
 
 // received hands an incoming message to every matching subscription and
 // reports whether there was one.
 func (c *Client) received(topic string, payload []byte) bool {
 	c.mu.Lock()
-	subs := append([]subscription(nil), c.subs...)
+	subs := append([]*subscription(nil), c.subs...)
 	c.mu.Unlock()
 	handled := false
 	for _, s := range subs {
