@@ -204,10 +204,7 @@ func (u *Updater) chunkSource(t *txn) (fetch.ChunkSource, func()) {
 		return nil, func() {}
 	}
 	x := fetch.NewIndex()
-	if err := x.Add(io.NewSectionReader(f, off, cur.PayloadSize), cur.PayloadSize); err != nil {
-		f.Close()
-		return nil, func() {}
-	}
+	x.Add(io.NewSectionReader(f, off, cur.PayloadSize), cur.PayloadSize)
 	return x, func() { f.Close() }
 }
 

@@ -67,6 +67,7 @@ written with --out.`,
 type imagePackFlags struct {
 	key, out, version, buildTime string
 	securityVersion              uint32
+	format                       int
 }
 
 func (f *imagePackFlags) register(cmd *cobra.Command, versionDefault string) {
@@ -75,6 +76,7 @@ func (f *imagePackFlags) register(cmd *cobra.Command, versionDefault string) {
 	fl.StringVar(&f.out, "out", "", "the package `FILE` to write (replaced only once complete)")
 	fl.StringVar(&f.version, "version", versionDefault, "`VERSION` for people and tools: up to 64 letters, digits and . + ~ _ -, such as 1.4.2")
 	fl.Uint32Var(&f.securityVersion, "security-version", 0, "anti-rollback counter `N` (0 to 4294967295): devices never install an image of this component with a lower one than they have run; raise it when the image fixes a vulnerability")
+	fl.IntVar(&f.format, "format-version", image.FormatVersion, "package format `N`: 2 (chunks of 16 KiB on average up to a 1 GiB payload, 64 KiB beyond: smaller delta updates), or 1 (64 KiB chunks) for a fleet whose agents predate format 2 and refuse it")
 	fl.StringVar(&f.buildTime, "build-time", "", "build `TIME` recorded in the metadata, RFC 3339 such as 2026-08-01T12:00:00Z (default: now); fix it for reproducible packages")
 }
 
@@ -146,7 +148,7 @@ manifest's Name.`,
 				name = m.Name
 			}
 			md := image.Metadata{Kind: image.KindApp, ComponentID: m.ComponentId, Name: name, Version: f.version,
-				SecurityVersion: f.securityVersion, BuildTime: bt, AppManifest: m}
+				SecurityVersion: f.securityVersion, BuildTime: bt, AppManifest: m, FormatVersion: f.format}
 			var h *image.Header
 			err = writeFileStreamAtomic(f.out, 0o644, func(w io.Writer) error {
 				h, err = image.Pack(w, md, payload, signer)
@@ -195,7 +197,7 @@ devices can fetch only the chunks that changed since the image they run.`,
 				return fmt.Errorf("--rootfs %s is not a regular file", rootfs)
 			}
 			md := image.Metadata{Kind: image.KindOS, ComponentID: componentID, Name: name, Version: f.version,
-				SecurityVersion: f.securityVersion, BuildTime: bt}
+				SecurityVersion: f.securityVersion, BuildTime: bt, FormatVersion: f.format}
 			var h *image.Header
 			err = writeFileStreamAtomic(f.out, 0o644, func(w io.Writer) error {
 				h, err = image.PackFile(w, md, rootfs, signer)
@@ -432,6 +434,7 @@ func (a *app) showPackage(file string, h *image.Header, payloadOK bool, sig *pkg
 		{"File", file}, {"Image ID", info.ImageID}, {"Kind", string(md.Kind)}, {"Name", md.Name},
 		{"Component ID", md.ComponentID}, {"Version", md.Version},
 		{"Security version", strconv.FormatUint(uint64(md.SecurityVersion), 10)}, {"Build time", ts(md.BuildTime)},
+		{"Format", fmt.Sprintf("%d (chunks of %d KiB on average)", md.FormatVersion, md.Chunking().Avg>>10)},
 		{"Payload size", fmt.Sprintf("%d bytes in %d chunk%s", md.PayloadSize, len(md.Chunks), pkgPlural(len(md.Chunks)))},
 		{"Payload SHA-256", md.PayloadSHA256}, {"Payload", payload},
 		{"Signer key ID", h.Signature.KeyID}, {"Signature", signature},

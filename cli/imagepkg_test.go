@@ -280,6 +280,16 @@ func TestImagePkgOS(t *testing.T) {
 	if !info.PayloadVerified || !info.SignatureCheck.Valid || info.Metadata.Kind != image.KindOS {
 		t.Errorf("show = %+v", info)
 	}
+	if md.FormatVersion != 2 || md.Chunking() != image.Chunking16K {
+		t.Errorf("packed format %d with %+v, want format 2 with 16 KiB chunks", md.FormatVersion, md.Chunking())
+	}
+	// Format 1 on request, for a fleet whose agents predate format 2.
+	pkg1 := filepath.Join(tmp, "os1.pkg")
+	c.run("image-package", "pack-os", "--rootfs", rootfs, "--component-id", osID, "--name", "Contoso Linux",
+		"--version", "2026.08.1", "--security-version", "12", "--key", key, "--out", pkg1, "--format-version", "1")
+	if h1, _ := payloadOf(t, pkg1); h1.Metadata.FormatVersion != 1 || h1.Metadata.Chunking() != image.Chunking64K {
+		t.Errorf("--format-version 1 packed format %d with %+v", h1.Metadata.FormatVersion, h1.Metadata.Chunking())
+	}
 
 	c.fails(`component_id: "9D1E8F2A-4B3C-4D5E-8F6A-7B8C9D0E1F2A" must be written in lowercase`, "image-package", "pack-os", "--rootfs", rootfs,
 		"--component-id", strings.ToUpper(osID), "--name", "X", "--version", "1", "--key", key, "--out", filepath.Join(tmp, "x.pkg"))
@@ -289,6 +299,8 @@ func TestImagePkgOS(t *testing.T) {
 	c.fails("is not a regular file", "image-package", "pack-os", "--rootfs", tmp,
 		"--component-id", osID, "--name", "X", "--version", "1", "--key", key, "--out", filepath.Join(tmp, "x.pkg"))
 	c.fails(`--build-time "yesterday": want RFC 3339`, "image-package", "pack-os", "--rootfs", rootfs, "--build-time", "yesterday",
+		"--component-id", osID, "--name", "X", "--version", "1", "--key", key, "--out", filepath.Join(tmp, "x.pkg"))
+	c.fails("format_version 3 is not supported (want 1 or 2)", "image-package", "pack-os", "--rootfs", rootfs, "--format-version", "3",
 		"--component-id", osID, "--name", "X", "--version", "1", "--key", key, "--out", filepath.Join(tmp, "x.pkg"))
 	if _, err := os.Stat(filepath.Join(tmp, "x.pkg")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed pack left an output file: %v", err)

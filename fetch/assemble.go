@@ -266,9 +266,18 @@ func (a *assembler) start(ctx context.Context) error {
 	return a.checkpoint()
 }
 
+// setHeader takes h (whose bytes are raw) as the package's header and
+// readies the chunk source for its chunking.
 func (a *assembler) setHeader(h *image.Header, raw []byte) {
 	a.hdr, a.hdrSize, a.chunks = h, int64(len(raw)), h.Metadata.Chunks
 	a.fileSum.Write(raw)
+	if a.src == nil {
+		return
+	}
+	if err := a.src.Prepare(h.Metadata.Chunking()); err != nil {
+		a.fe.log.Warn("fetch: local chunks unavailable; fetching every chunk", "err", err)
+		a.src = nil
+	}
 }
 
 // fetchHeader extends prefix, the first bytes of the package, until it

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,8 +37,13 @@ func signingKey(t testing.TB) *ecdsa.PrivateKey {
 
 // packOS returns an OS image package of payload, signed by signingKey.
 func packOS(t testing.TB, version string, payload []byte) []byte {
+	return packOSFormat(t, version, payload, 0)
+}
+
+// packOSFormat is packOS in a given package format (0: the default).
+func packOSFormat(t testing.TB, version string, payload []byte, format int) []byte {
 	t.Helper()
-	md := image.Metadata{Kind: image.KindOS, ComponentID: "9d1e8f2a-4b3c-4d5e-8f6a-7b8c9d0e1f2a", Name: "Test Linux",
+	md := image.Metadata{FormatVersion: format, Kind: image.KindOS, ComponentID: "9d1e8f2a-4b3c-4d5e-8f6a-7b8c9d0e1f2a", Name: "Test Linux",
 		Version: version, SecurityVersion: 1, BuildTime: time.Date(2026, 8, 1, 12, 0, 0, 0, time.UTC)}
 	var buf bytes.Buffer
 	if _, err := image.Pack(&buf, md, bytes.NewReader(payload), signingKey(t)); err != nil {
@@ -140,20 +146,45 @@ func indexOf(t *testing.T, data []byte) (*Index, string) {
 func TestAssembleDelta(t *testing.T) {
 	v1, pkg2 := delta16(t)
 	pkg1 := packOS(t, "1", v1)
+	// The same images in format 1 (64 KiB chunks): a device that installed
+	// a format-1 package and is offered a format-2 one cuts its payload
+	// with the new package's chunking, and the other way round.
+	pkg1v1 := packOSFormat(t, "1", v1, 1)
+	h2, _ := image.ReadHeader(bytes.NewReader(pkg2))
+	pkg2v1 := packOSFormat(t, "2", pkg2[headerSize(t, pkg2):], 1)
+	if h2.Metadata.Chunking() != image.Chunking16K {
+		t.Fatalf("the default package cuts with %+v", h2.Metadata.Chunking())
+	}
 	tests := []struct {
 		name     string
-		source   []byte // nil: no ChunkSource
+		pkg      []byte // the new package; nil: pkg2
+		source   []byte // nil: no ChunkSource, or an unreadable one
 		maxRatio float64
+		// unreadable: a source that fails every read; it costs a full
+		// download, not the update.
+		unreadable bool
 	}{
-		{"source: old payload", v1, 0.10},
-		{"source: old package file", pkg1, 0.10},
-		{"no source", nil, 1.01},
+		{"source: old payload", nil, v1, 0.10, false},
+		{"source: old package file", nil, pkg1, 0.10, false},
+		{"source: old format-1 package file", nil, pkg1v1, 0.10, false},
+		{"new package in format 1", pkg2v1, v1, 0.15, false},
+		{"no source", nil, nil, 1.01, false},
+		{"source unreadable", nil, nil, 1.01, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			pkg2 := pkg2
+			if tt.pkg != nil {
+				pkg2 = tt.pkg
+			}
 			var src ChunkSource
-			if tt.source != nil {
+			switch {
+			case tt.source != nil:
 				src, _ = indexOf(t, tt.source)
+			case tt.unreadable:
+				idx := NewIndex()
+				idx.Add(failingReader{}, 1<<20)
+				src = idx
 			}
 			s := newTestServer(t, pkg2)
 			dst := filepath.Join(t.TempDir(), "v2.pkg")
@@ -198,7 +229,7 @@ func missingBytes(t *testing.T, pkg, source []byte) int64 {
 	}
 	have := map[string]bool{}
 	if source != nil {
-		cs, err := image.Chunks(bytes.NewReader(source))
+		cs, err := h.Metadata.Chunking().Chunks(bytes.NewReader(source))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,6 +463,55 @@ func TestAssembleSmallAndRepeated(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexPrepare: an Index finds nothing before Prepare, then exactly
+// the chunks of its sources cut with the chunking Prepare was given.
+func TestIndexPrepare(t *testing.T) {
+	data := randomBytes(28, 3<<20)
+	idx, _ := indexOf(t, data)
+	small, _ := image.Chunking16K.Chunks(bytes.NewReader(data))
+	large, _ := image.Chunking64K.Chunks(bytes.NewReader(data))
+	if _, _, _, ok := idx.Lookup(small[0].SHA256); ok || idx.Len() != 0 {
+		t.Fatalf("found a chunk before Prepare (%d indexed)", idx.Len())
+	}
+	for _, tc := range []struct {
+		ch           image.Chunking
+		have, lack   []image.Chunk
+		name         string
+		wantDistinct int
+	}{
+		{image.Chunking16K, small, large, "16K", len(small)},
+		{image.Chunking64K, large, small, "64K", len(large)},
+	} {
+		if err := idx.Prepare(tc.ch); err != nil {
+			t.Fatalf("%s: Prepare: %v", tc.name, err)
+		}
+		if idx.Len() != tc.wantDistinct {
+			t.Errorf("%s: %d chunks indexed, want %d", tc.name, idx.Len(), tc.wantDistinct)
+		}
+		for _, c := range tc.have {
+			r, off, size, ok := idx.Lookup(c.SHA256)
+			if !ok || off != c.Offset || size != c.Size || r == nil {
+				t.Fatalf("%s: chunk at %d not found where it is (%v, %d, %d)", tc.name, c.Offset, ok, off, size)
+			}
+		}
+		// The other chunking's first chunk is longer or shorter than this
+		// one's: it is not a chunk of this cut.
+		if _, _, _, ok := idx.Lookup(tc.lack[0].SHA256); ok {
+			t.Errorf("%s: found a chunk of the other chunking", tc.name)
+		}
+	}
+	for _, bad := range []string{"", "zz", strings.Repeat("g", 64), strings.Repeat("a", 63)} {
+		if _, _, _, ok := idx.Lookup(bad); ok {
+			t.Errorf("Lookup(%q) found something", bad)
+		}
+	}
+}
+
+// failingReader fails every read, like a slot on a dying disk.
+type failingReader struct{}
+
+func (failingReader) ReadAt([]byte, int64) (int, error) { return 0, errors.New("input/output error") }
 
 func TestIndexFilesMissing(t *testing.T) {
 	if _, err := IndexFiles(filepath.Join(t.TempDir(), "nope")); err == nil {

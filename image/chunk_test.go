@@ -27,19 +27,22 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
+// chunkings are the chunkings packages use, each test runs with all.
+var chunkings = map[string]Chunking{"16K": Chunking16K, "64K": Chunking64K}
+
 // checkCover fails unless chunks cover data exactly, in order, with the
-// right sizes and digests.
-func checkCover(t testing.TB, data []byte, chunks []Chunk) {
+// sizes ch allows and the right digests.
+func checkCover(t testing.TB, ch Chunking, data []byte, chunks []Chunk) {
 	t.Helper()
 	var off int64
 	for i, c := range chunks {
 		if c.Offset != off {
 			t.Fatalf("chunk %d: offset %d, want %d", i, c.Offset, off)
 		}
-		if c.Size < 1 || c.Size > MaxChunkSize {
+		if c.Size < 1 || c.Size > ch.Max {
 			t.Fatalf("chunk %d: size %d out of range", i, c.Size)
 		}
-		if c.Size < MinChunkSize && i != len(chunks)-1 {
+		if c.Size < ch.Min && i != len(chunks)-1 {
 			t.Fatalf("chunk %d of %d: size %d below the minimum and not the last", i, len(chunks), c.Size)
 		}
 		sum := sha256.Sum256(data[c.Offset : c.Offset+c.Size])
@@ -54,46 +57,73 @@ func checkCover(t testing.TB, data []byte, chunks []Chunk) {
 }
 
 func TestChunksCoverAndDeterministic(t *testing.T) {
-	for _, n := range []int{0, 1, MinChunkSize - 1, MinChunkSize, MinChunkSize + 1, AvgChunkSize, MaxChunkSize, MaxChunkSize + 1, 3*MaxChunkSize + 12345, 4 << 20} {
-		data := randomBytes(uint64(n), n)
-		a, err := Chunks(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkCover(t, data, a)
-		// Reads of one byte at a time give the same chunks: the cut points
-		// depend on the content only, not on how it arrives.
-		b, err := Chunks(iotest.OneByteReader(bytes.NewReader(data)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !equalChunks(a, b) {
-			t.Fatalf("n=%d: chunking is not deterministic", n)
-		}
-		if n == 0 && len(a) != 0 {
-			t.Fatalf("empty input: %d chunks, want none", len(a))
+	for name, ch := range chunkings {
+		for _, n := range []int64{0, 1, ch.Min - 1, ch.Min, ch.Min + 1, ch.Avg, ch.Max, ch.Max + 1, 3*ch.Max + 12345, 4 << 20} {
+			data := randomBytes(uint64(n), int(n))
+			a, err := ch.Chunks(bytes.NewReader(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCover(t, ch, data, a)
+			// Reads of one byte at a time give the same chunks: the cut
+			// points depend on the content only, not on how it arrives.
+			b, err := ch.Chunks(iotest.OneByteReader(bytes.NewReader(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalChunks(a, b) {
+				t.Fatalf("%s, n=%d: chunking is not deterministic", name, n)
+			}
+			if n == 0 && len(a) != 0 {
+				t.Fatalf("%s, empty input: %d chunks, want none", name, len(a))
+			}
 		}
 	}
 }
 
 func TestChunksZeros(t *testing.T) {
-	// Data without content to cut at (zeros) is cut at MaxChunkSize.
-	data := make([]byte, 5*MaxChunkSize+7)
-	cs, err := Chunks(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkCover(t, data, cs)
-	if len(cs) != 6 || cs[0].Size != MaxChunkSize || cs[5].Size != 7 {
-		t.Fatalf("got %d chunks (first %d bytes), want 5 of %d and one of 7", len(cs), cs[0].Size, MaxChunkSize)
+	for name, ch := range chunkings {
+		// Data without content to cut at (zeros) is cut at ch.Max.
+		data := make([]byte, 5*ch.Max+7)
+		cs, err := ch.Chunks(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCover(t, ch, data, cs)
+		if len(cs) != 6 || cs[0].Size != ch.Max || cs[5].Size != 7 {
+			t.Fatalf("%s: got %d chunks (first %d bytes), want 5 of %d and one of 7", name, len(cs), cs[0].Size, ch.Max)
+		}
 	}
 }
 
 func TestChunksReadError(t *testing.T) {
 	boom := errors.New("disk on fire")
 	r := io.MultiReader(bytes.NewReader(randomBytes(1, 1<<20)), iotest.ErrReader(boom))
-	if _, err := Chunks(r); !errors.Is(err, boom) {
+	if _, err := Chunking16K.Chunks(r); !errors.Is(err, boom) {
 		t.Fatalf("got %v, want the read error", err)
+	}
+}
+
+func TestChunkingOf(t *testing.T) {
+	for _, tc := range []struct {
+		avg  int64
+		want Chunking
+		ok   bool
+	}{
+		{16384, Chunking16K, true},
+		{65536, Chunking64K, true},
+		{0, Chunking{}, false},
+		{32768, Chunking{}, false},
+		{8192, Chunking{}, false}, // the module's legacy masks: never
+	} {
+		if got, ok := ChunkingOf(tc.avg); got != tc.want || ok != tc.ok {
+			t.Errorf("ChunkingOf(%d) = %+v, %v; want %+v, %v", tc.avg, got, ok, tc.want, tc.ok)
+		}
+	}
+	for _, tc := range []struct{ size, want int64 }{{0, 16384}, {64 << 20, 16384}, {1 << 30, 16384}, {1<<30 + 1, 65536}, {8 << 30, 65536}} {
+		if got := DefaultChunkSize(tc.size); got != tc.want {
+			t.Errorf("DefaultChunkSize(%d) = %d, want %d", tc.size, got, tc.want)
+		}
 	}
 }
 
@@ -129,9 +159,9 @@ func reuse(old, newChunks []Chunk) float64 {
 	return float64(reused) / float64(total)
 }
 
-func mustChunks(t testing.TB, data []byte) []Chunk {
+func mustChunks(t testing.TB, ch Chunking, data []byte) []Chunk {
 	t.Helper()
-	cs, err := Chunks(bytes.NewReader(data))
+	cs, err := ch.Chunks(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,21 +170,22 @@ func mustChunks(t testing.TB, data []byte) []Chunk {
 
 func TestChunksInsertNearStart(t *testing.T) {
 	data := randomBytes(7, 16<<20)
-	old := mustChunks(t, data)
 	edited := append(append(append([]byte{}, data[:1000]...), []byte("a few inserted bytes")...), data[1000:]...)
-	cs := mustChunks(t, edited)
-	checkCover(t, edited, cs)
-	r := reuse(old, cs)
-	t.Logf("16 MiB, 20 bytes inserted at offset 1000: %d chunks, %.2f%% of bytes reused", len(cs), 100*r)
-	if r < 0.97 {
-		t.Errorf("only %.2f%% of bytes reused after a small insertion; chunk boundaries should resynchronise", 100*r)
+	for name, ch := range chunkings {
+		old := mustChunks(t, ch, data)
+		cs := mustChunks(t, ch, edited)
+		checkCover(t, ch, edited, cs)
+		r := reuse(old, cs)
+		t.Logf("%s: 16 MiB, 20 bytes inserted at offset 1000: %d chunks, %.2f%% of bytes reused", name, len(cs), 100*r)
+		if r < 0.97 {
+			t.Errorf("%s: only %.2f%% of bytes reused after a small insertion; chunk boundaries should resynchronise", name, 100*r)
+		}
 	}
 }
 
 func TestChunksDeltaReuse(t *testing.T) {
 	const size = 16 << 20
 	data := randomBytes(11, size)
-	old := mustChunks(t, data)
 	// Change 5% of the bytes in four places: two overwritten regions, one
 	// insertion and one deletion, as a rebuilt image with a few changed
 	// files would.
@@ -164,15 +195,22 @@ func TestChunksDeltaReuse(t *testing.T) {
 	copy(edited[6<<20:], randomBytes(13, region))
 	edited = append(edited[:10<<20], append(randomBytes(14, region), edited[10<<20:]...)...)
 	edited = append(edited[:13<<20], edited[13<<20+region:]...)
-	cs := mustChunks(t, edited)
-	checkCover(t, edited, cs)
-	r := reuse(old, cs)
-	t.Logf("16 MiB with 5%% of bytes changed in 4 places: %d chunks (%d before), %.1f%% of bytes reused, %.1f%% to fetch",
-		len(cs), len(old), 100*r, 100*(1-r))
 	// Each changed place costs about one chunk on either side beyond the
-	// change itself; on 16 MiB, four places cost ~4%, on a 64 MiB image ~1%.
-	if r < 0.85 {
-		t.Errorf("only %.1f%% of bytes reused; want at least 85%%", 100*r)
+	// change itself: with 64 KiB chunks four places cost ~4 % of 16 MiB,
+	// with 16 KiB chunks ~1 %.
+	for _, tc := range []struct {
+		ch       Chunking
+		minReuse float64
+	}{{Chunking64K, 0.85}, {Chunking16K, 0.93}} {
+		old := mustChunks(t, tc.ch, data)
+		cs := mustChunks(t, tc.ch, edited)
+		checkCover(t, tc.ch, edited, cs)
+		r := reuse(old, cs)
+		t.Logf("%d-byte chunks: 16 MiB with 5%% of bytes changed in 4 places: %d chunks (%d before), %.1f%% of bytes reused, %.1f%% to fetch",
+			tc.ch.Avg, len(cs), len(old), 100*r, 100*(1-r))
+		if r < tc.minReuse {
+			t.Errorf("%d-byte chunks: only %.1f%% of bytes reused; want at least %.0f%%", tc.ch.Avg, 100*r, 100*tc.minReuse)
+		}
 	}
 }
 
@@ -189,13 +227,21 @@ func TestChunkerPinned(t *testing.T) {
 	if got, want := hex.EncodeToString(h.Sum(nil)), pinnedGearSHA256; got != want {
 		t.Errorf("Gear table SHA-256 = %s, want %s", got, want)
 	}
-	cs := mustChunks(t, randomBytes(42, 2<<20))
-	var sizes []int64
-	for _, c := range cs {
-		sizes = append(sizes, c.Size)
-	}
-	if got, want := sizes, pinnedSizes; !equalInts(got, want) {
-		t.Errorf("chunk sizes of the pinned input = %#v\nwant %#v", got, want)
+	for _, tc := range []struct {
+		ch    Chunking
+		input []byte
+		want  []int64
+	}{
+		{Chunking64K, randomBytes(42, 2<<20), pinnedSizes64K},
+		{Chunking16K, randomBytes(42, 512<<10), pinnedSizes16K},
+	} {
+		var sizes []int64
+		for _, c := range mustChunks(t, tc.ch, tc.input) {
+			sizes = append(sizes, c.Size)
+		}
+		if !equalInts(sizes, tc.want) {
+			t.Errorf("%d-byte chunks: chunk sizes of the pinned input = %#v\nwant %#v", tc.ch.Avg, sizes, tc.want)
+		}
 	}
 }
 
@@ -213,33 +259,46 @@ func equalInts(a, b []int64) bool {
 
 var (
 	pinnedGearSHA256 = "ed8ddd78db5b997b1b80ca00701ad1c01a339f805de852cc229edd147cd251b2"
-	pinnedSizes      = []int64{66509, 73643, 72292, 86621, 124315, 85790, 42063, 107657, 73424, 117302, 81315, 71970, 58337,
+	pinnedSizes16K   = []int64{22493, 9843, 6346, 17681, 4599, 23749, 16553, 23022, 16401, 8292, 17310, 23947, 20796, 21776, 18503, 19581, 19659,
+		8514, 16414, 17742, 21187, 32912, 17246, 22337, 20747, 19297, 15581, 19523, 19610, 2627}
+	pinnedSizes64K = []int64{66509, 73643, 72292, 86621, 124315, 85790, 42063, 107657, 73424, 117302, 81315, 71970, 58337,
 		94107, 68261, 84370, 65620, 72729, 66920, 72955, 90823, 94554, 96724, 104364, 124487}
 )
 
 func BenchmarkChunks(b *testing.B) {
 	data := randomBytes(3, 64<<20)
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		if _, err := Chunks(bytes.NewReader(data)); err != nil {
-			b.Fatal(err)
-		}
+	for name, ch := range chunkings {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := ch.Chunks(bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
+}
+
+// specMasks are the masks docs/image-package.md gives for each chunking,
+// by average chunk size.
+var specMasks = map[int64][2]uint64{
+	16 << 10: {0x8888888888888888, 0x8421084210842100},
+	64 << 10: {0x9249249249249000, 0x8888888888888800},
 }
 
 // specChunkSizes cuts data exactly as docs/image-package.md describes, so
 // that the document is checked against the code.
-func specChunkSizes(data []byte) []int64 {
-	const maskS, maskL = 0x9249249249249000, 0x8888888888888800
+func specChunkSizes(ch Chunking, data []byte) []int64 {
+	maskS, maskL := specMasks[ch.Avg][0], specMasks[ch.Avg][1]
 	var sizes []int64
 	for len(data) > 0 {
-		n := min(len(data), MaxChunkSize)
+		n := min(len(data), int(ch.Max))
 		cut := n
-		if n > MinChunkSize {
-			normal := min(AvgChunkSize, n)
+		if n > int(ch.Min) {
+			normal := min(int(ch.Avg), n)
 			var fp uint64
-			for i := MinChunkSize; i < n; i++ {
-				mask := uint64(maskS)
+			for i := int(ch.Min); i < n; i++ {
+				mask := maskS
 				if i >= normal {
 					mask = maskL
 				}
@@ -257,19 +316,21 @@ func specChunkSizes(data []byte) []int64 {
 }
 
 func TestChunkerMatchesSpec(t *testing.T) {
-	inputs := map[string][]byte{
-		"random 4 MiB": randomBytes(8, 4<<20),
-		"zeros":        make([]byte, 3*MaxChunkSize+100),
-		"small":        randomBytes(9, MinChunkSize+1),
-		"text":         bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 40000),
-	}
-	for name, data := range inputs {
-		var got []int64
-		for _, c := range mustChunks(t, data) {
-			got = append(got, c.Size)
+	for cname, ch := range chunkings {
+		inputs := map[string][]byte{
+			"random 4 MiB": randomBytes(8, 4<<20),
+			"zeros":        make([]byte, 3*ch.Max+100),
+			"small":        randomBytes(9, int(ch.Min)+1),
+			"text":         bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog\n"), 40000),
 		}
-		if want := specChunkSizes(data); !equalInts(got, want) {
-			t.Errorf("%s: chunk sizes %v\nthe documented algorithm gives %v", name, got, want)
+		for name, data := range inputs {
+			var got []int64
+			for _, c := range mustChunks(t, ch, data) {
+				got = append(got, c.Size)
+			}
+			if want := specChunkSizes(ch, data); !equalInts(got, want) {
+				t.Errorf("%s, %s: chunk sizes %v\nthe documented algorithm gives %v", cname, name, got, want)
+			}
 		}
 	}
 }

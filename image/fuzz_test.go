@@ -14,7 +14,10 @@ func FuzzReadHeader(f *testing.F) {
 	app, _ := pack(f, appMetadata(), randomBytes(1, 40<<10), key)
 	osPkg, _ := pack(f, osMetadata(), []byte("rootfs"), key)
 	empty, _ := pack(f, osMetadata(), nil, key)
-	for _, seed := range [][]byte{app, osPkg, empty, app[:100], osPkg[:len(osPkg)-3], []byte(Magic), nil, []byte("OSPHPKG1\x00\x00\x00\x02{}")} {
+	v1md := appMetadata()
+	v1md.FormatVersion = 1
+	v1, _ := pack(f, v1md, randomBytes(2, 300<<10), key)
+	for _, seed := range [][]byte{app, osPkg, empty, v1, app[:100], osPkg[:len(osPkg)-3], []byte(Magic), nil, []byte("OSPHPKG1\x00\x00\x00\x02{}")} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -92,10 +95,12 @@ func FuzzChunks(f *testing.F) {
 		// Repeat the input to reach past the chunk size limits while the
 		// fuzzer works on small inputs.
 		in := bytes.Repeat(data, int(repeat)+1)
-		cs, err := Chunks(bytes.NewReader(in))
-		if err != nil {
-			t.Fatal(err)
+		for _, ch := range chunkings {
+			cs, err := ch.Chunks(bytes.NewReader(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkCover(t, ch, in, cs)
 		}
-		checkCover(t, in, cs)
 	})
 }

@@ -36,8 +36,12 @@ import (
 //
 // with lengths in big-endian byte order. See docs/image-package.md.
 const (
-	Magic              = "OSPHPKG1"
-	FormatVersion      = 1
+	Magic = "OSPHPKG1"
+	// FormatVersion is the metadata version Pack writes by default. Readers
+	// accept 1 too: format 1 is format 2 without chunk_size, always cut
+	// with Chunking64K. Agents older than format 2 refuse format-2
+	// packages; pack format 1 for a fleet that still runs them.
+	FormatVersion      = 2
 	MaxMetadataSize    = 8 << 20 // bytes of the metadata section
 	MaxSignatureSize   = 4 << 10 // bytes of the signature section
 	SignatureAlgorithm = "ecdsa-p256-sha256"
@@ -73,9 +77,9 @@ const (
 )
 
 // Metadata describes an image; it is the part of a package that is signed.
-// Pack fills FormatVersion (when zero) and the payload fields.
+// Pack fills FormatVersion and ChunkSize (when zero) and the payload fields.
 type Metadata struct {
-	FormatVersion int    `json:"format_version"` // 1
+	FormatVersion int    `json:"format_version"` // 1 or 2
 	Kind          Kind   `json:"kind"`           // "os" or "app"
 	ComponentID   string `json:"component_id"`   // GUID, canonical lowercase
 	Name          string `json:"name"`           // 1 to 64 bytes of printable text
@@ -88,8 +92,12 @@ type Metadata struct {
 	BuildTime       time.Time `json:"build_time"` // RFC 3339
 	PayloadSize     int64     `json:"payload_size"`
 	PayloadSHA256   string    `json:"payload_sha256"` // lowercase hex
+	// ChunkSize is the average chunk size of the chunk index, which names
+	// its chunking (ChunkingOf): 16384 or 65536. Required in format 2,
+	// absent in format 1 (whose chunking is Chunking64K).
+	ChunkSize int64 `json:"chunk_size,omitempty"`
 	// Chunks is the chunk index of the payload: contiguous chunks covering it
-	// exactly, in order.
+	// exactly, in order, each at most the chunking's Max bytes.
 	Chunks []Chunk `json:"chunks"`
 	// AppManifest is required for an app (its ComponentId must equal
 	// ComponentID) and must be absent for an OS image.
@@ -103,8 +111,9 @@ var (
 
 // Validate checks every field of md and that they agree with each other.
 func (md *Metadata) Validate() error {
-	if md.FormatVersion != FormatVersion {
-		return fmt.Errorf("format_version %d is not supported (want %d)", md.FormatVersion, FormatVersion)
+	ch, err := md.chunking()
+	if err != nil {
+		return err
 	}
 	if md.Kind != KindOS && md.Kind != KindApp {
 		return fmt.Errorf("kind must be %q or %q, not %q", KindOS, KindApp, md.Kind)
@@ -132,8 +141,8 @@ func (md *Metadata) Validate() error {
 		if c.Offset != off {
 			return fmt.Errorf("chunks[%d]: offset %d, want %d (chunks must cover the payload in order, without gaps)", i, c.Offset, off)
 		}
-		if c.Size < 1 || c.Size > MaxChunkSize {
-			return fmt.Errorf("chunks[%d]: size %d is out of range (1 to %d)", i, c.Size, MaxChunkSize)
+		if c.Size < 1 || c.Size > ch.Max {
+			return fmt.Errorf("chunks[%d]: size %d is out of range (1 to %d)", i, c.Size, ch.Max)
 		}
 		if !sha256RE.MatchString(c.SHA256) {
 			return fmt.Errorf("chunks[%d]: sha256 %q is not a SHA-256 in lowercase hex", i, c.SHA256)
@@ -157,6 +166,36 @@ func (md *Metadata) Validate() error {
 		}
 	}
 	return nil
+}
+
+// chunking returns the chunking of md's chunk index, from its format
+// version and chunk size.
+func (md *Metadata) chunking() (Chunking, error) {
+	switch md.FormatVersion {
+	case 1:
+		if md.ChunkSize != 0 {
+			return Chunking{}, errors.New("chunk_size must be absent in format 1 (its chunks average 65536 bytes)")
+		}
+		return Chunking64K, nil
+	case 2:
+		if md.ChunkSize == 0 {
+			return Chunking{}, errors.New("chunk_size is missing (format 2 requires it)")
+		}
+		ch, ok := ChunkingOf(md.ChunkSize)
+		if !ok {
+			return Chunking{}, fmt.Errorf("chunk_size %d is not supported (want %d or %d)", md.ChunkSize, Chunking16K.Avg, Chunking64K.Avg)
+		}
+		return ch, nil
+	}
+	return Chunking{}, fmt.Errorf("format_version %d is not supported (want 1 or 2)", md.FormatVersion)
+}
+
+// Chunking returns the chunking of md's chunk index: what a device cuts
+// the payloads it holds with, to find chunks of this package among them.
+// md must be valid (Validate).
+func (md *Metadata) Chunking() Chunking {
+	ch, _ := md.chunking()
+	return ch
 }
 
 // Signature is the signature section of a package.
@@ -269,39 +308,38 @@ func sign(signer crypto.Signer, metadataJSON []byte) (Signature, error) {
 // Pack writes a package of payload (all of it, from offset 0) described by
 // md, signed by signer (ECDSA P-256). Pack reads the payload twice: once to
 // compute its size, SHA-256 and chunk index, which it puts into md, and once
-// to copy it to w, checking that it did not change in between. Neither pass
-// holds more than a chunk in memory. It returns the header it wrote.
+// to copy it to w, checking that it did not change in between (three times
+// when the chunk size it picked gives too large an index and it cuts again
+// with larger chunks). No pass holds more than a chunk in memory. It
+// returns the header it wrote.
 func Pack(w io.Writer, md Metadata, payload io.ReadSeeker, signer crypto.Signer) (*Header, error) {
 	if md.FormatVersion == 0 {
 		md.FormatVersion = FormatVersion
 	}
 	md.BuildTime = md.BuildTime.UTC().Round(0)
-	if _, err := payload.Seek(0, io.SeekStart); err != nil {
+	size, err := payload.Seek(0, io.SeekEnd)
+	if err != nil {
 		return nil, fmt.Errorf("image.Pack: payload: %w", err)
 	}
-	digest := sha256.New()
-	chunks, err := Chunks(io.TeeReader(payload, digest))
-	if err != nil {
-		return nil, fmt.Errorf("image.Pack: read payload: %w", err)
+	// A chunk size Pack picks gives way to the larger one when the chunk
+	// index would not fit the metadata section: a payload that cuts into
+	// many small chunks.
+	picked := md.FormatVersion == 2 && md.ChunkSize == 0
+	if picked {
+		md.ChunkSize = DefaultChunkSize(size)
 	}
-	md.PayloadSize = 0
-	for _, c := range chunks {
-		md.PayloadSize += c.Size
-	}
-	md.PayloadSHA256 = hex.EncodeToString(digest.Sum(nil))
-	md.Chunks = chunks
-	if md.Chunks == nil {
-		md.Chunks = []Chunk{}
-	}
-	if err := md.Validate(); err != nil {
-		return nil, fmt.Errorf("image.Pack: metadata: %w", err)
-	}
-	mdJSON, err := json.Marshal(&md)
-	if err != nil {
-		return nil, fmt.Errorf("image.Pack: %w", err)
-	}
-	if len(mdJSON) > MaxMetadataSize {
-		return nil, fmt.Errorf("image.Pack: metadata is %d bytes, more than the limit of %d (the payload has too many chunks)", len(mdJSON), MaxMetadataSize)
+	var mdJSON []byte
+	for {
+		if mdJSON, err = md.index(payload); err != nil {
+			return nil, fmt.Errorf("image.Pack: %w", err)
+		}
+		if len(mdJSON) <= packMetadataLimit {
+			break
+		}
+		if !picked || md.ChunkSize == Chunking64K.Avg {
+			return nil, fmt.Errorf("image.Pack: metadata is %d bytes, more than the limit of %d (the payload has too many chunks)", len(mdJSON), packMetadataLimit)
+		}
+		md.ChunkSize = Chunking64K.Avg
 	}
 	sig, err := sign(signer, mdJSON)
 	if err != nil {
@@ -321,6 +359,39 @@ func Pack(w io.Writer, md Metadata, payload io.ReadSeeker, signer crypto.Signer)
 		return nil, fmt.Errorf("image.Pack: %w", err)
 	}
 	return h, nil
+}
+
+// packMetadataLimit is MaxMetadataSize; tests lower it.
+var packMetadataLimit = MaxMetadataSize
+
+// index reads the payload from its start and fills md's payload fields
+// and chunk index, cut with md's chunking; it returns md as JSON.
+func (md *Metadata) index(payload io.ReadSeeker) ([]byte, error) {
+	ch, err := md.chunking()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if _, err := payload.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	digest := sha256.New()
+	chunks, err := ch.Chunks(io.TeeReader(payload, digest))
+	if err != nil {
+		return nil, fmt.Errorf("read payload: %w", err)
+	}
+	md.PayloadSize = 0
+	for _, c := range chunks {
+		md.PayloadSize += c.Size
+	}
+	md.PayloadSHA256 = hex.EncodeToString(digest.Sum(nil))
+	md.Chunks = chunks
+	if md.Chunks == nil {
+		md.Chunks = []Chunk{}
+	}
+	if err := md.Validate(); err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	return json.Marshal(md)
 }
 
 // PackFile is Pack with the payload read from the file at path.

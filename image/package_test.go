@@ -121,13 +121,13 @@ func TestPackRoundTrip(t *testing.T) {
 			}
 			md := h.Metadata
 			sum := sha256.Sum256(tc.payload)
-			if md.FormatVersion != 1 || md.Kind != tc.md.Kind || md.ComponentID != tc.md.ComponentID || md.Name != tc.md.Name ||
+			if md.FormatVersion != 2 || md.ChunkSize != 16384 || md.Kind != tc.md.Kind || md.ComponentID != tc.md.ComponentID || md.Name != tc.md.Name ||
 				md.Version != tc.md.Version || md.SecurityVersion != tc.md.SecurityVersion || !md.BuildTime.Equal(buildTime) ||
 				md.PayloadSize != int64(len(tc.payload)) || md.PayloadSHA256 != hex.EncodeToString(sum[:]) {
 				t.Errorf("metadata read back = %+v", md)
 			}
-			checkCover(t, tc.payload, md.Chunks)
-			want, _ := Chunks(bytes.NewReader(tc.payload))
+			checkCover(t, Chunking16K, tc.payload, md.Chunks)
+			want, _ := Chunking16K.Chunks(bytes.NewReader(tc.payload))
 			if !equalChunks(md.Chunks, want) {
 				t.Errorf("chunk index differs from Chunks(payload)")
 			}
@@ -226,6 +226,14 @@ func TestCorruption(t *testing.T) {
 	appWithoutManifest := rawPackage([]byte(noManifest), resignRaw(t, key, []byte(noManifest)), payload)
 	nullManifest := strings.Replace(noManifest, `"chunks":`, `"app_manifest":null,"chunks":`, 1)
 	appNullManifest := rawPackage([]byte(nullManifest), resignRaw(t, key, []byte(nullManifest)), payload)
+	// A format-1 package (64 KiB chunks) relabelled as format 2 with 16 KiB
+	// chunks: its chunks are larger than that chunking allows.
+	v1md := appMetadata()
+	v1md.FormatVersion = 1
+	v1Pkg, _ := pack(t, v1md, payload, key)
+	v1Start, v1End, _ := headerLen(v1Pkg)
+	relabelled := strings.Replace(string(v1Pkg[v1Start:v1End]), `"format_version":1`, `"format_version":2,"chunk_size":16384`, 1)
+	bigChunks := rawPackage([]byte(relabelled), resignRaw(t, key, []byte(relabelled)), payload)
 	corruptSig := bytes.Clone(pkg)
 	corruptSig[sigAt] = map[bool]byte{true: 'B', false: 'A'}[corruptSig[sigAt] == 'A']
 
@@ -270,7 +278,11 @@ func TestCorruption(t *testing.T) {
 		{"error/app image with null manifest", appNullManifest, ErrFormat, "app_manifest is required for an app image"},
 		{"error/manifest component mismatch", editMD(`"component_id":"`+testAppID, `"component_id":"`+testOSID), ErrFormat, "app_manifest ComponentId " + testAppID + " does not match component_id " + testOSID},
 		{"error/unknown capability in metadata", editMD(`"Gpio":`, `"Gpios":[1],"Gpio":`), ErrFormat, `unknown capability "Gpios"`},
-		{"error/format version 2", editMD(`"format_version":1`, `"format_version":2`), ErrFormat, "format_version 2 is not supported"},
+		{"error/format version 3", editMD(`"format_version":2`, `"format_version":3`), ErrFormat, "format_version 3 is not supported (want 1 or 2)"},
+		{"error/chunk size not supported", editMD(`"chunk_size":16384`, `"chunk_size":32768`), ErrFormat, "chunk_size 32768 is not supported (want 16384 or 65536)"},
+		{"error/format 2 without chunk size", editMD(`"chunk_size":16384,`, ``), ErrFormat, "chunk_size is missing (format 2 requires it)"},
+		{"error/format 1 with chunk size", editMD(`"format_version":2`, `"format_version":1`), ErrFormat, "chunk_size must be absent in format 1"},
+		{"error/chunk larger than the chunking allows", bigChunks, ErrFormat, "is out of range (1 to 65536)"},
 		{"error/negative security version", editMD(`"security_version":4`, `"security_version":-4`), ErrFormat, `field "security_version": expected a non-negative integer`},
 		{"error/payload size disagrees with chunks", editMD(`"payload_size":`, `"payload_size":1`), ErrFormat, "chunks cover"},
 		{"error/bad build time", editMD(`"build_time":"2026-08-01T12:30:00Z"`, `"build_time":"yesterday"`), ErrFormat, "build_time"},
@@ -352,13 +364,14 @@ type changingPayload struct {
 	data   []byte
 }
 
+// Seek to the start begins a pass, which reads other bytes than the last.
 func (p *changingPayload) Seek(off int64, whence int) (int64, error) {
-	p.passes++
-	d := bytes.Clone(p.data)
-	if p.passes > 1 {
-		d[len(d)/2] ^= 1
+	if p.Reader == nil || off == 0 && whence == io.SeekStart {
+		p.passes++
+		d := bytes.Clone(p.data)
+		d[len(d)/2] ^= byte(p.passes)
+		p.Reader = bytes.NewReader(d)
 	}
-	p.Reader = bytes.NewReader(d)
 	return p.Reader.Seek(off, whence)
 }
 
@@ -506,5 +519,84 @@ func TestSignatureOpenSSL(t *testing.T) {
 	}
 	if sum := sha256.Sum256(der); hex.EncodeToString(sum[:]) != h.Signature.KeyID {
 		t.Errorf("key id %s is not the SHA-256 of the SubjectPublicKeyInfo openssl writes", h.Signature.KeyID)
+	}
+}
+
+// TestPackFormats: Pack writes format 2 with the default chunk size unless
+// told otherwise, format 1 on request (for fleets whose agents predate
+// format 2), and what it writes reads back with its chunking.
+func TestPackFormats(t *testing.T) {
+	key := newKey(t)
+	payload := randomBytes(31, 2<<20)
+	for _, tc := range []struct {
+		name            string
+		format          int
+		chunkSize       int64
+		want            Chunking
+		wantFormat      int
+		wantInJSON, err string
+	}{
+		{"default", 0, 0, Chunking16K, 2, `"chunk_size":16384`, ""},
+		{"format 2, 64 KiB", 2, 65536, Chunking64K, 2, `"chunk_size":65536`, ""},
+		{"format 1", 1, 0, Chunking64K, 1, `"format_version":1,`, ""},
+		{"error/format 1 with a chunk size", 1, 16384, Chunking{}, 0, "", "chunk_size must be absent in format 1"},
+		{"error/unsupported chunk size", 2, 4096, Chunking{}, 0, "", "chunk_size 4096 is not supported"},
+		{"error/format 3", 3, 0, Chunking{}, 0, "", "format_version 3 is not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md := osMetadata()
+			md.FormatVersion, md.ChunkSize = tc.format, tc.chunkSize
+			var buf bytes.Buffer
+			_, err := Pack(&buf, md, bytes.NewReader(payload), key)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("Pack: got %v, want an error saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Pack: %v", err)
+			}
+			h, err := readAll(buf.Bytes(), &key.PublicKey)
+			if err != nil {
+				t.Fatalf("reading it back: %v", err)
+			}
+			if h.Metadata.FormatVersion != tc.wantFormat || h.Metadata.Chunking() != tc.want {
+				t.Errorf("format %d, chunking %+v; want %d, %+v", h.Metadata.FormatVersion, h.Metadata.Chunking(), tc.wantFormat, tc.want)
+			}
+			if !strings.Contains(string(h.MetadataJSON), tc.wantInJSON) {
+				t.Errorf("metadata %.200s... does not hold %s", h.MetadataJSON, tc.wantInJSON)
+			}
+			if tc.wantFormat == 1 && strings.Contains(string(h.MetadataJSON), "chunk_size") {
+				t.Errorf("format 1 metadata has a chunk_size")
+			}
+			want, _ := tc.want.Chunks(bytes.NewReader(payload))
+			if !equalChunks(h.Metadata.Chunks, want) {
+				t.Errorf("chunk index is not the payload cut with %+v", tc.want)
+			}
+		})
+	}
+}
+
+// TestPackFallsBackToLargerChunks: when the chunk index in the default
+// 16 KiB chunks does not fit the metadata section, Pack cuts the payload
+// again in 64 KiB chunks; a chunk size the caller chose is not changed.
+func TestPackFallsBackToLargerChunks(t *testing.T) {
+	key := newKey(t)
+	payload := randomBytes(32, 1<<20) // about 60 chunks of 16 KiB, 15 of 64 KiB
+	defer func(n int) { packMetadataLimit = n }(packMetadataLimit)
+	packMetadataLimit = 4 << 10
+	_, h := pack(t, osMetadata(), payload, key)
+	if h.Metadata.ChunkSize != Chunking64K.Avg || len(h.MetadataJSON) > packMetadataLimit {
+		t.Errorf("chunk_size %d, %d bytes of metadata; want 65536 within %d", h.Metadata.ChunkSize, len(h.MetadataJSON), packMetadataLimit)
+	}
+	want, _ := Chunking64K.Chunks(bytes.NewReader(payload))
+	if !equalChunks(h.Metadata.Chunks, want) {
+		t.Error("the chunk index is not the payload in 64 KiB chunks")
+	}
+	md := osMetadata()
+	md.FormatVersion, md.ChunkSize = 2, Chunking16K.Avg
+	if _, err := Pack(io.Discard, md, bytes.NewReader(payload), key); err == nil || !strings.Contains(err.Error(), "the payload has too many chunks") {
+		t.Errorf("16 KiB chunks asked for, index too large: got %v", err)
 	}
 }
