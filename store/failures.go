@@ -12,27 +12,33 @@ import (
 	"github.com/opensphere/sphere"
 )
 
-const failureColumns = "tenant_id, product_id, device_group_id, device_id, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time, received_at"
+// failureColumns are what a failure report is read back from: the event,
+// its place and device joined.
+const failureColumns = "e.seq, p.product_id, p.device_group_id, d.device_id, e.event_id, e.class, e.category, e.description," +
+	" e.component_id, e.image_id, e.version, e.exit_code, e.signal, e.count, e.first_time, e.last_time, e.received_at"
+
+// failureFrom joins an event (e) to its place (p) and device (d).
+const failureFrom = " FROM failure_events e JOIN failure_places p ON p.id = e.place JOIN failure_devices d ON d.id = e.device"
 
 // failureChunks are the row counts of the INSERTs a batch is split into:
 // the largest first, then powers of two, so that a few statements, each
 // prepared once per connection (see Store.failureInsert), fit any batch.
-// 512 rows of 12 parameters, and the batch's 5, stay under SQLite's and
+// 512 rows of 12 parameters, and the batch's 4, stay under SQLite's and
 // PostgreSQL's limits.
 var failureChunks = []int{512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
 
 // failureBatchParams are the parameters an INSERT of failure reports binds
-// once for all its rows: the columns that are the same for the whole
-// upload, the device and where it stood. failureRowParams are the event's.
+// once for all its rows: the upload's keys of tenant, place and device, and
+// when it arrived. failureRowParams are the event's.
 const (
-	failureBatchParams = 5
+	failureBatchParams = 4
 	failureRowParams   = 12
 )
 
 // failureInsert returns the prepared INSERT of n rows. The first
 // failureBatchParams parameters are the upload's and repeat in every row,
 // so that they are bound once, not once per event. On PostgreSQL every
-// parameter is numbered ($NNN). On SQLite only those are (?1 to ?5); the
+// parameter is numbered ($NNN). On SQLite only those are (?1 to ?4); the
 // events' are plain ?, which SQLite numbers on from the highest so far: a
 // numbered parameter gets a name, and the driver looks up every
 // parameter's name at every execution, a linear search in SQLite.
@@ -54,7 +60,7 @@ func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 	}
 	var b strings.Builder
-	b.WriteString("INSERT INTO failure_reports (tenant_id, product_id, device_group_id, device_id, received_at, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time) VALUES ")
+	b.WriteString("INSERT INTO failure_events (tenant, place, device, received_at, event_id, class, category, description, component_id, image_id, version, exit_code, signal, count, first_time, last_time) VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -72,7 +78,7 @@ func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 		b.WriteByte(')')
 	}
-	b.WriteString(" ON CONFLICT (device_id, event_id) DO NOTHING")
+	b.WriteString(" ON CONFLICT (device, event_id) DO NOTHING")
 	st, err := s.db.PrepareContext(ctx, b.String())
 	if err != nil {
 		return nil, err
@@ -83,6 +89,30 @@ func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 	}
 	return st, nil
 }
+
+// failureKey returns the id of the row of table (failure_tenants,
+// failure_devices or failure_places) whose columns hold vals, adding the
+// row if there is none. The rows are never changed or deleted.
+func failureKey(ctx context.Context, q *querier, table string, cols []string, vals ...any) (int64, error) {
+	where := strings.Join(cols, " = ? AND ") + " = ?"
+	sel := "SELECT id FROM " + table + " WHERE " + where
+	var id int64
+	err := q.queryRow(ctx, sel, vals...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		ins := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ") ON CONFLICT DO NOTHING"
+		if _, err := q.exec(ctx, ins, vals...); err != nil {
+			return 0, err
+		}
+		err = q.queryRow(ctx, sel, vals...).Scan(&id)
+	}
+	return id, err
+}
+
+var (
+	failureTenantCols = []string{"tenant_id"}
+	failureDeviceCols = []string{"device_id"}
+	failurePlaceCols  = []string{"tenant_id", "device_group_id", "product_id"}
+)
 
 // AddFailureReports stores a device's failure events, in one transaction
 // with multi-row inserts. An event the device sent before (same device and
@@ -97,6 +127,18 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 	accepted := 0
 	err := s.txAlone(ctx, func(q *querier) error {
 		accepted = 0
+		tenant, err := failureKey(ctx, q, "failure_tenants", failureTenantCols, dev.TenantID)
+		if err != nil {
+			return err
+		}
+		place, err := failureKey(ctx, q, "failure_places", failurePlaceCols, dev.TenantID, dev.DeviceGroupID, dev.ProductID)
+		if err != nil {
+			return err
+		}
+		device, err := failureKey(ctx, q, "failure_devices", failureDeviceCols, dev.ID)
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, failureBatchParams+min(len(events), failureChunks[0])*failureRowParams)
 		for rest := events; len(rest) > 0; {
 			n := failureChunks[0]
@@ -107,7 +149,7 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 			}
 			chunk := rest[:n]
 			rest = rest[n:]
-			args = append(args[:0], dev.TenantID, dev.ProductID, dev.DeviceGroupID, dev.ID, now)
+			args = append(args[:0], tenant, place, device, now)
 			for _, e := range chunk {
 				var code any // NULL
 				if e.ExitCode != nil {
@@ -148,23 +190,32 @@ type FailureFilter struct {
 	Class         string
 }
 
+// where returns the conditions on an event (e) of the tenant's that f
+// asks for, and their arguments.
 func (f FailureFilter) where(tenantID string) (string, []any) {
-	q := " WHERE tenant_id = ?"
+	q := " WHERE e.tenant = (SELECT id FROM failure_tenants WHERE tenant_id = ?)"
 	args := []any{tenantID}
-	add := func(cond string, v any) {
+	add := func(cond string, v ...any) {
 		q += " AND " + cond
-		args = append(args, v)
+		args = append(args, v...)
 	}
 	if !f.Since.IsZero() {
-		add("last_time >= ?", f.Since.UnixMicro())
+		add("e.last_time >= ?", f.Since.UnixMicro())
 	}
 	if !f.Until.IsZero() {
-		add("last_time < ?", f.Until.UnixMicro())
+		add("e.last_time < ?", f.Until.UnixMicro())
 	}
-	for _, c := range []struct{ col, v string }{{"device_group_id", f.DeviceGroupID}, {"device_id", f.DeviceID}, {"category", f.Category}, {"class", f.Class}} {
-		if c.v != "" {
-			add(c.col+" = ?", c.v)
-		}
+	if f.DeviceGroupID != "" {
+		add("e.place IN (SELECT id FROM failure_places WHERE tenant_id = ? AND device_group_id = ?)", tenantID, f.DeviceGroupID)
+	}
+	if f.DeviceID != "" {
+		add("e.device = (SELECT id FROM failure_devices WHERE device_id = ?)", f.DeviceID)
+	}
+	if f.Category != "" {
+		add("e.category = ?", f.Category)
+	}
+	if f.Class != "" {
+		add("e.class = ?", f.Class)
 	}
 	return q, args
 }
@@ -173,7 +224,7 @@ func scanFailure(row interface{ Scan(...any) error }) (sphere.FailureReport, err
 	var r sphere.FailureReport
 	var code sql.NullInt64
 	var first, last, recv int64
-	err := row.Scan(&r.Seq, &r.TenantID, &r.ProductID, &r.DeviceGroupID, &r.DeviceID, &r.ID, &r.Class, &r.Category, &r.Description,
+	err := row.Scan(&r.Seq, &r.ProductID, &r.DeviceGroupID, &r.DeviceID, &r.ID, &r.Class, &r.Category, &r.Description,
 		&r.ComponentID, &r.ImageID, &r.Version, &code, &r.Signal, &r.Count, &first, &last, &recv)
 	if code.Valid {
 		c := int(code.Int64)
@@ -198,8 +249,12 @@ func (t *TenantStore) ListFailureReports(ctx context.Context, f FailureFilter, p
 		}
 	}
 	where, args := f.where(t.id)
-	q := "SELECT seq, " + failureColumns + " FROM failure_reports" + where + " AND seq > ? ORDER BY seq LIMIT ?"
-	items, err := collect(ctx, t.s, q, append(args, afterSeq, size+1), scanFailure)
+	q := "SELECT " + failureColumns + failureFrom + where + " AND e.seq > ? ORDER BY e.seq LIMIT ?"
+	items, err := collect(ctx, t.s, q, append(args, afterSeq, size+1), func(row interface{ Scan(...any) error }) (sphere.FailureReport, error) {
+		r, err := scanFailure(row)
+		r.TenantID = t.id
+		return r, err
+	})
 	if err != nil {
 		return sphere.Page[sphere.FailureReport]{}, fmt.Errorf("store.ListFailureReports: %w", err)
 	}
@@ -209,8 +264,8 @@ func (t *TenantStore) ListFailureReports(ctx context.Context, f FailureFilter, p
 // FailureDimensions are the dimensions a summary can group by, with their
 // columns.
 var FailureDimensions = map[string]string{
-	"product": "product_id", "device_group": "device_group_id", "device": "device_id", "component": "component_id",
-	"image": "image_id", "version": "version", "class": "class", "category": "category", "description": "description",
+	"product": "p.product_id", "device_group": "p.device_group_id", "device": "d.device_id", "component": "e.component_id",
+	"image": "e.image_id", "version": "e.version", "class": "e.class", "category": "e.category", "description": "e.description",
 }
 
 // FailureSummaryRow is one group of a summary: its values of the chosen
@@ -239,8 +294,8 @@ func (t *TenantStore) SummarizeFailureReports(ctx context.Context, f FailureFilt
 	}
 	group := strings.Join(cols, ", ")
 	where, args := f.where(t.id)
-	q := "SELECT " + group + ", SUM(count), COUNT(*), COUNT(DISTINCT device_id), MIN(first_time), MAX(last_time) FROM failure_reports" + where +
-		" GROUP BY " + group + " ORDER BY SUM(count) DESC, " + group + " LIMIT ?"
+	q := "SELECT " + group + ", SUM(e.count), COUNT(*), COUNT(DISTINCT e.device), MIN(e.first_time), MAX(e.last_time)" + failureFrom + where +
+		" GROUP BY " + group + " ORDER BY SUM(e.count) DESC, " + group + " LIMIT ?"
 	rs, err := t.s.query(ctx, q, append(args, limit+1)...)
 	if err != nil {
 		return nil, false, fmt.Errorf("store.SummarizeFailureReports: %w", err)
@@ -274,10 +329,11 @@ func (t *TenantStore) CrashingDevices(ctx context.Context, groupID string, image
 	if len(imageIDs) == 0 {
 		return 0, nil
 	}
-	q := "SELECT COUNT(DISTINCT device_id) FROM failure_reports WHERE tenant_id = ? AND device_group_id = ? AND last_time >= ?" +
-		" AND image_id IN (?" + strings.Repeat(", ?", len(imageIDs)-1) + ")" +
-		" AND category IN (?" + strings.Repeat(", ?", len(sphere.CrashCategories)-1) + ")"
-	args := []any{t.id, groupID, since.UnixMicro()}
+	q := "SELECT COUNT(DISTINCT e.device) FROM failure_events e WHERE e.tenant = (SELECT id FROM failure_tenants WHERE tenant_id = ?)" +
+		" AND e.place IN (SELECT id FROM failure_places WHERE tenant_id = ? AND device_group_id = ?) AND e.last_time >= ?" +
+		" AND e.image_id IN (?" + strings.Repeat(", ?", len(imageIDs)-1) + ")" +
+		" AND e.category IN (?" + strings.Repeat(", ?", len(sphere.CrashCategories)-1) + ")"
+	args := []any{t.id, t.id, groupID, since.UnixMicro()}
 	for _, id := range imageIDs {
 		args = append(args, id)
 	}
@@ -321,14 +377,14 @@ func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int6
 	for from, batches := int64(0), 0; from < end && batches < purgeMaxBatches; batches++ {
 		to := end
 		var next int64
-		err := s.queryRow(ctx, "SELECT seq FROM failure_reports WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT 1 OFFSET ?", from, end, purgeBatch).Scan(&next)
+		err := s.queryRow(ctx, "SELECT seq FROM failure_events WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT 1 OFFSET ?", from, end, purgeBatch).Scan(&next)
 		switch {
 		case err == nil:
 			to = next
 		case !errors.Is(err, sql.ErrNoRows):
 			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
-		res, err := s.exec(ctx, "DELETE FROM failure_reports WHERE seq >= ? AND seq < ? AND received_at < ?", from, to, cut)
+		res, err := s.exec(ctx, "DELETE FROM failure_events WHERE seq >= ? AND seq < ? AND received_at < ?", from, to, cut)
 		if err != nil {
 			return total, fmt.Errorf("store.PurgeFailureReports: %w", err)
 		}
@@ -345,7 +401,7 @@ func (s *Store) PurgeFailureReports(ctx context.Context, before time.Time) (int6
 // is older, 0 when there are no rows.
 func (s *Store) failureCut(ctx context.Context, cut int64) (int64, error) {
 	var first, last sql.NullInt64
-	if err := s.queryRow(ctx, "SELECT MIN(seq), MAX(seq) FROM failure_reports").Scan(&first, &last); err != nil {
+	if err := s.queryRow(ctx, "SELECT MIN(seq), MAX(seq) FROM failure_events").Scan(&first, &last); err != nil {
 		return 0, err
 	}
 	if !first.Valid {
@@ -357,7 +413,7 @@ func (s *Store) failureCut(ctx context.Context, cut int64) (int64, error) {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		var seq, recv int64
-		err := s.queryRow(ctx, "SELECT seq, received_at FROM failure_reports WHERE seq >= ? ORDER BY seq LIMIT 1", mid).Scan(&seq, &recv)
+		err := s.queryRow(ctx, "SELECT seq, received_at FROM failure_events WHERE seq >= ? ORDER BY seq LIMIT 1", mid).Scan(&seq, &recv)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			hi = mid

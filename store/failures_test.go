@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,7 +173,7 @@ func TestPurgeFailureReportsBySeq(t *testing.T) {
 		count := func() int {
 			t.Helper()
 			var n int
-			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_reports").Scan(&n); err != nil {
+			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_events").Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			return n
@@ -224,12 +227,180 @@ func TestPurgeFailureReportsBySeq(t *testing.T) {
 			t.Fatalf("purge after a clock step = %d, %v; want at most the 20 older reports", n, err)
 		}
 		var newer int
-		if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_reports WHERE received_at >= ?", t0.Add(90*time.Minute).UnixMicro()).Scan(&newer); err != nil || newer != 40 {
+		if err := s.queryRow(ctx, "SELECT COUNT(*) FROM failure_events WHERE received_at >= ?", t0.Add(90*time.Minute).UnixMicro()).Scan(&newer); err != nil || newer != 40 {
 			t.Fatalf("%d reports received after the cut are left, %v; want 40", newer, err)
 		}
 		// A later cut takes the rest of the older ones.
 		if n, err := s.PurgeFailureReports(ctx, t0.Add(150*time.Minute)); err != nil || count() != 30 {
 			t.Fatalf("purge before 2h30 = %d, %v; %d reports left, want 30", n, err, count())
+		}
+	})
+}
+
+// TestMigrateFailureEvents: failure reports stored under schema version 5
+// (text ids in every row) read back the same and in the same order after
+// version 6 moved them to narrow rows; each tenant still sees only its
+// own, the crash count and the summaries agree, and an event sent again is
+// still a duplicate.
+func TestMigrateFailureEvents(t *testing.T) {
+	dsns := map[string]func(t *testing.T) string{
+		"sqlite": func(t *testing.T) string { return filepath.Join(t.TempDir(), "sphere.db") },
+		"postgres": func(t *testing.T) string {
+			dsn := os.Getenv("SPHERE_TEST_POSTGRES")
+			if dsn == "" {
+				t.Skip("SPHERE_TEST_POSTGRES is not set; skipping the PostgreSQL run")
+			}
+			return newPostgresSchema(t, dsn)
+		},
+	}
+	for name, newDSN := range dsns {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dsn := newDSN(t)
+			s5, err := open(ctx, Config{DSN: dsn}, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			code := 139
+			// Tenant A: device d1 reports from group g1, then from g2 (it
+			// moved); d2 from g1. Tenant B: d3. Rows are inserted out of
+			// tenant order, as uploads arrive.
+			type row struct {
+				tenant, product, group, device string
+				ev                             sphere.FailureEvent
+			}
+			var rows []row
+			add := func(tenant, product, group, device string, e sphere.FailureEvent) {
+				rows = append(rows, row{tenant, product, group, device, e})
+			}
+			crash := failureEvent(sphere.FailureAppCrash, "signal SIGSEGV", "img1", at)
+			crash.ExitCode, crash.Signal = &code, "SIGSEGV"
+			add("tA", "p1", "g1", "d1", crash)
+			add("tB", "p9", "g9", "d3", failureEvent(sphere.FailureAppExit, "exit code 1", "img9", at.Add(time.Second)))
+			add("tA", "p1", "g1", "d2", failureEvent(sphere.FailureAppCrash, "signal SIGABRT", "img1", at.Add(2*time.Second)))
+			add("tA", "p1", "g2", "d1", failureEvent(sphere.FailureUncleanShutdown, "power cut", "", at.Add(3*time.Second)))
+			for i, r := range rows {
+				var c any
+				if r.ev.ExitCode != nil {
+					c = int64(*r.ev.ExitCode)
+				}
+				_, err := s5.exec(ctx, "INSERT INTO failure_reports (tenant_id, product_id, device_group_id, device_id, event_id, class, category, description,"+
+					" component_id, image_id, version, exit_code, signal, count, first_time, last_time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+					r.tenant, r.product, r.group, r.device, r.ev.ID, r.ev.Class, r.ev.Category, r.ev.Description, "comp", r.ev.ImageID, r.ev.Version,
+					c, r.ev.Signal, int64(i+1), r.ev.FirstTime.UnixMicro(), r.ev.LastTime.UnixMicro(), at.Add(time.Duration(i)*time.Minute).UnixMicro())
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			s5.Close()
+
+			s, err := Open(ctx, Config{DSN: dsn})
+			if err != nil {
+				t.Fatalf("migrating to the newest schema: %v", err)
+			}
+			defer s.Close()
+			if v, _ := s.SchemaVersion(ctx); v < 6 {
+				t.Fatalf("schema version %d after Open", v)
+			}
+			list := func(tenant string, f FailureFilter) []sphere.FailureReport {
+				t.Helper()
+				pg, err := s.Tenant(tenant).ListFailureReports(ctx, f, PageRequest{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pg.Items
+			}
+			a := list("tA", FailureFilter{})
+			if len(a) != 3 {
+				t.Fatalf("tenant A has %d reports after the migration, want 3", len(a))
+			}
+			for i, want := range []row{rows[0], rows[2], rows[3]} {
+				got := a[i]
+				wantCount := map[int]int64{0: 1, 1: 3, 2: 4}[i]
+				if got.TenantID != "tA" || got.ProductID != want.product || got.DeviceGroupID != want.group || got.DeviceID != want.device ||
+					got.ID != want.ev.ID || got.Category != want.ev.Category || got.Description != want.ev.Description || got.ImageID != want.ev.ImageID ||
+					got.ComponentID != "comp" || got.Count != wantCount || !got.LastTime.Equal(want.ev.LastTime) || (got.ExitCode == nil) != (want.ev.ExitCode == nil) {
+					t.Errorf("report %d = %+v\nwant %+v from %s/%s/%s", i, got, want.ev, want.product, want.group, want.device)
+				}
+				if i > 0 && got.Seq <= a[i-1].Seq {
+					t.Errorf("report %d has seq %d after %d: not in arrival order", i, got.Seq, a[i-1].Seq)
+				}
+			}
+			if a[0].ExitCode == nil || *a[0].ExitCode != 139 || a[0].Signal != "SIGSEGV" {
+				t.Errorf("exit code and signal lost: %+v", a[0])
+			}
+			if b := list("tB", FailureFilter{}); len(b) != 1 || b[0].DeviceID != "d3" {
+				t.Errorf("tenant B sees %+v", b)
+			}
+			if got := list("tA", FailureFilter{DeviceGroupID: "g1"}); len(got) != 2 {
+				t.Errorf("group g1 of tenant A: %d reports, want 2", len(got))
+			}
+			if got := list("tA", FailureFilter{DeviceID: "d1"}); len(got) != 2 {
+				t.Errorf("device d1: %d reports, want 2", len(got))
+			}
+			if got := list("tB", FailureFilter{DeviceID: "d1"}); len(got) != 0 {
+				t.Errorf("tenant B sees tenant A's device d1: %+v", got)
+			}
+			if n, err := s.Tenant("tA").CrashingDevices(ctx, "g1", []string{"img1"}, at.Add(-time.Hour)); err != nil || n != 2 {
+				t.Errorf("CrashingDevices = %d, %v; want 2", n, err)
+			}
+			sum, _, err := s.Tenant("tA").SummarizeFailureReports(ctx, FailureFilter{}, []string{"device_group"}, 10)
+			// Both groups sum to 4 failures; ties go by the key.
+			if err != nil || len(sum) != 2 || sum[0].Key[0] != "g1" || sum[0].Failures != 4 || sum[0].Events != 2 || sum[0].Devices != 2 ||
+				sum[1].Key[0] != "g2" || sum[1].Failures != 4 || sum[1].Events != 1 || sum[1].Devices != 1 {
+				t.Errorf("summary by group = %+v, %v", sum, err)
+			}
+			// The device sends its first event again, and a new one, from
+			// where it stands now.
+			d1 := sphere.Device{ID: "d1", TenantID: "tA", ProductID: "p1", DeviceGroupID: "g2"}
+			fresh := failureEvent(sphere.FailureAppExit, "exit code 2", "img1", at.Add(time.Hour))
+			if n, err := s.AddFailureReports(ctx, d1, []sphere.FailureEvent{rows[0].ev, fresh}); err != nil || n != 1 {
+				t.Fatalf("AddFailureReports after the migration = %d, %v; want 1 new", n, err)
+			}
+			if a2 := list("tA", FailureFilter{}); len(a2) != 4 || a2[3].ID != fresh.ID || a2[3].Seq <= a[2].Seq || a2[3].DeviceGroupID != "g2" {
+				t.Errorf("after a new upload: %+v", a2)
+			}
+		})
+	}
+}
+
+// The first uploads of a tenant's devices, all at once, each add the
+// tenant's, the place's and the device's keys if they are missing: none
+// fails, and each key is stored once.
+func TestFailureReportsConcurrentFirstUploads(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		const n = 8
+		devs := make([]sphere.Device, n)
+		for i := range devs {
+			devs[i] = mustClaimedDevice(t, s, a, g.ID)
+		}
+		errs := make(chan error, 2*n)
+		var wg sync.WaitGroup
+		for i := range 2 * n { // each device twice, at the same time
+			wg.Go(func() {
+				_, err := s.AddFailureReports(ctx, devs[i%n], []sphere.FailureEvent{failureEvent(sphere.FailureAppExit, "exit code 1", "", time.Now().UTC().Add(-time.Minute))})
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent first upload: %v", err)
+			}
+		}
+		for _, c := range []struct {
+			table string
+			want  int
+		}{{"failure_tenants", 1}, {"failure_places", 1}, {"failure_devices", n}, {"failure_events", 2 * n}} {
+			var got int
+			if err := s.queryRow(ctx, "SELECT COUNT(*) FROM "+c.table).Scan(&got); err != nil || got != c.want {
+				t.Errorf("%s holds %d rows (%v), want %d", c.table, got, err, c.want)
+			}
 		}
 	})
 }

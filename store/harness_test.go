@@ -61,6 +61,20 @@ func openPostgres(t *testing.T, dsn string) *Store {
 // runs never see each other's rows, and drops it when the test ends.
 func openPostgresWith(t *testing.T, dsn string, cfg Config) *Store {
 	t.Helper()
+	cfg.DSN = newPostgresSchema(t, dsn)
+	s, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("open postgres schema: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newPostgresSchema creates an empty schema of the test's own in the
+// database at dsn, dropped when the test ends, and returns the DSN that
+// opens it.
+func newPostgresSchema(t *testing.T, dsn string) string {
+	t.Helper()
 	ctx := context.Background()
 	schema := fmt.Sprintf("sphere_test_%d_%s", time.Now().UnixNano(), strings.ToLower(strings.ReplaceAll(t.Name(), "/", "_")))
 	if len(schema) > 63 {
@@ -80,13 +94,7 @@ func openPostgresWith(t *testing.T, dsn string, cfg Config) *Store {
 		admin.ExecContext(context.Background(), `DROP SCHEMA "`+schema+`" CASCADE`)
 		admin.Close()
 	})
-	cfg.DSN = PostgresSchemaDSN(dsn, schema)
-	s, err := Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("open postgres schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return PostgresSchemaDSN(dsn, schema)
 }
 
 // testClock is a settable clock for Config.Now, safe for concurrent use.

@@ -53,9 +53,17 @@ func loadMigrations() ([]migration, error) {
 // changes nothing. On PostgreSQL an advisory lock keeps replicas that start
 // together from racing. It returns how many migrations it applied.
 func (s *Store) Migrate(ctx context.Context) (int, error) {
+	return s.migrate(ctx, 0)
+}
+
+// migrate is Migrate up to schema version upTo (0: the newest).
+func (s *Store) migrate(ctx context.Context, upTo int) (int, error) {
 	ms, err := loadMigrations()
 	if err != nil {
 		return 0, fmt.Errorf("store.Migrate: %w", err)
+	}
+	if upTo > 0 && upTo < len(ms) {
+		ms = ms[:upTo]
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {

@@ -103,6 +103,12 @@ func (s *Store) checkpointer() {
 
 // Open connects to the database and applies any pending migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	return open(ctx, cfg, 0)
+}
+
+// open is Open migrating up to schema version upTo (0: the newest); tests
+// use it to fill an older schema before migrating it.
+func open(ctx context.Context, cfg Config, upTo int) (*Store, error) {
 	s := &Store{now: cfg.Now, log: cfg.Logger}
 	if s.now == nil {
 		s.now = time.Now
@@ -147,7 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.db.Close()
 		return nil, fmt.Errorf("store.Open: connect: %w", err)
 	}
-	if _, err := s.Migrate(ctx); err != nil {
+	if _, err := s.migrate(ctx, upTo); err != nil {
 		s.db.Close()
 		return nil, err
 	}
