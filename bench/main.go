@@ -470,9 +470,11 @@ func scenarios(ctx context.Context, bin, work, db string, ceil ceiling) []figure
 		r := median(ratios)
 		figs = append(figs, figure{"delta update: 64 MiB image, 5 % changed in place in 8 places, bytes over the full package" + on(s),
 			fmt.Sprintf("%.1f %% (%.0f requests)", 100*r, median(reqs)), "≤ 10 %", fmt.Sprintf("%.2f", r/0.10), c})
-		rep, c = s.sim(ctx, bin, "--scenario", "delta", "--delta-mib", "64", "--delta-places", "16")
-		if rep.Delta != nil {
-			figs = append(figs, figure{"the same in 16 places" + on(s), fmt.Sprintf("%.1f %%", 100*rep.Delta.Ratio), "≤ 10 %", fmt.Sprintf("%.2f", rep.Delta.Ratio/0.10), c})
+		for _, places := range []string{"16", "64"} {
+			rep, c = s.sim(ctx, bin, "--scenario", "delta", "--delta-mib", "64", "--delta-places", places)
+			if rep.Delta != nil {
+				figs = append(figs, figure{"the same in " + places + " places" + on(s), fmt.Sprintf("%.1f %%", 100*rep.Delta.Ratio), "≤ 10 %", fmt.Sprintf("%.2f", rep.Delta.Ratio/0.10), c})
+			}
 		}
 		s.stop()
 	}
