@@ -152,8 +152,10 @@ func TestUpdateEndToEnd(t *testing.T) {
 			t.Fatalf("chunk %s: HTTP %d, %d bytes", c.SHA256, status, len(data))
 		}
 	}
-	if status, _ := getChunk(strings.Repeat("0", 64)); status != 404 {
-		t.Fatalf("a chunk of nothing offered: HTTP %d", status)
+	for _, sha := range []string{strings.Repeat("0", 64), strings.ToUpper(hdr.Metadata.Chunks[0].SHA256), strings.Repeat("zz", 32)} {
+		if status, _ := getChunk(sha); status != 404 {
+			t.Fatalf("chunk %s (nothing offered, or not lowercase hex): HTTP %d", sha, status)
+		}
 	}
 
 	// The device fetches the TUF metadata and the image with go-tuf.

@@ -2,7 +2,9 @@ package updates
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/opensphere/sphere"
@@ -39,8 +41,8 @@ func (s *Service) Chunk(ctx context.Context, dev sphere.Device, sha string) (Chu
 		if err != nil {
 			return ChunkRange{}, err
 		}
-		if c, ok := idx.bySHA[sha]; ok {
-			return ChunkRange{Package: t.SHA256, Offset: idx.payloadAt + c.Offset, Size: c.Size}, nil
+		if c, ok := idx.find(sha); ok {
+			return ChunkRange{Package: t.SHA256, Offset: idx.payloadAt + c.off, Size: c.size}, nil
 		}
 	}
 	return ChunkRange{}, notFound
@@ -50,18 +52,38 @@ func (s *Service) Chunk(ctx context.Context, dev sphere.Device, sha string) (Chu
 // starts in the package.
 type chunkIndex struct {
 	payloadAt int64
-	bySHA     map[string]image.Chunk
+	bySHA     map[[32]byte]chunkSpan
 }
 
-// chunkCache holds chunk indexes of packages; it is dropped whole when it
-// reaches maxIndexes, which a service with so many live packages at once
-// would only do rarely.
+// chunkSpan is where a chunk lies in the payload.
+type chunkSpan struct{ off, size int64 }
+
+// find returns the chunk whose SHA-256 is sha, in lowercase hex as chunk
+// indexes write it.
+func (x *chunkIndex) find(sha string) (chunkSpan, bool) {
+	var k [32]byte
+	if len(sha) != 2*len(k) || strings.ToLower(sha) != sha {
+		return chunkSpan{}, false
+	}
+	if _, err := hex.Decode(k[:], []byte(sha)); err != nil {
+		return chunkSpan{}, false
+	}
+	c, ok := x.bySHA[k]
+	return c, ok
+}
+
+// chunkCache holds chunk indexes of packages, at most maxCachedChunks
+// chunks in all (about 64 MiB); it is dropped whole when the next index
+// would not fit, which a service with so many live packages at once
+// would only do rarely. A package of 16 KiB chunks (format 2) has about
+// 65,000 per GiB.
 type chunkCache struct {
-	mu sync.Mutex
-	m  map[string]*chunkIndex
+	mu     sync.Mutex
+	m      map[string]*chunkIndex
+	chunks int
 }
 
-const maxIndexes = 256
+const maxCachedChunks = 1 << 20
 
 func (s *Service) chunkIndex(ctx context.Context, pkg string) (*chunkIndex, error) {
 	s.chunks.mu.Lock()
@@ -79,15 +101,22 @@ func (s *Service) chunkIndex(ctx context.Context, pkg string) (*chunkIndex, erro
 	if err != nil {
 		return nil, fmt.Errorf("updates.Chunk: package %s: %w", pkg, err)
 	}
-	idx = &chunkIndex{payloadAt: obj.Size() - h.Metadata.PayloadSize, bySHA: make(map[string]image.Chunk, len(h.Metadata.Chunks))}
+	idx = &chunkIndex{payloadAt: obj.Size() - h.Metadata.PayloadSize, bySHA: make(map[[32]byte]chunkSpan, len(h.Metadata.Chunks))}
 	for _, c := range h.Metadata.Chunks {
-		idx.bySHA[c.SHA256] = c
+		var k [32]byte
+		hex.Decode(k[:], []byte(c.SHA256)) // ReadHeader checked it is 64 lowercase hex digits
+		if _, dup := idx.bySHA[k]; !dup {
+			idx.bySHA[k] = chunkSpan{off: c.Offset, size: c.Size}
+		}
 	}
 	s.chunks.mu.Lock()
-	if s.chunks.m == nil || len(s.chunks.m) >= maxIndexes {
-		s.chunks.m = map[string]*chunkIndex{}
+	if s.chunks.m == nil || s.chunks.chunks+len(idx.bySHA) > maxCachedChunks {
+		s.chunks.m, s.chunks.chunks = map[string]*chunkIndex{}, 0
 	}
-	s.chunks.m[pkg] = idx
+	if _, had := s.chunks.m[pkg]; !had {
+		s.chunks.m[pkg] = idx
+		s.chunks.chunks += len(idx.bySHA)
+	}
 	s.chunks.mu.Unlock()
 	return idx, nil
 }
