@@ -203,7 +203,7 @@ func scanDeviceUpdate(row interface{ Scan(...any) error }) (sphere.DeviceUpdate,
 
 // DeviceUpdate returns a device's state in a deployment, or ENotFound.
 func (s *Store) DeviceUpdate(ctx context.Context, deviceID, deploymentID string) (sphere.DeviceUpdate, error) {
-	u, err := scanDeviceUpdate(s.queryRow(ctx, "SELECT device_id, deployment_id, state, reason, updated_at FROM device_updates WHERE device_id = ? AND deployment_id = ?", deviceID, deploymentID))
+	u, err := scanDeviceUpdate(s.queryRow(quick(ctx), "SELECT device_id, deployment_id, state, reason, updated_at FROM device_updates WHERE device_id = ? AND deployment_id = ?", deviceID, deploymentID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, sphere.Errorf(sphere.ENotFound, "no update state")
 	}
@@ -300,7 +300,7 @@ func (s *Store) DeviceUpdateStatus(ctx context.Context, deviceID string) (Update
 	var st UpdateStatus
 	var at sql.NullInt64
 	var reported string
-	err := s.queryRow(ctx, "SELECT update_checked_at, reported, update_error, check_now FROM devices WHERE id = ?", deviceID).
+	err := s.queryRow(quick(ctx), "SELECT update_checked_at, reported, update_error, check_now FROM devices WHERE id = ?", deviceID).
 		Scan(&at, &reported, &st.LastError, &st.CheckNow)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, sphere.Errorf(sphere.ENotFound, "device %s is not registered", deviceID)

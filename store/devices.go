@@ -226,7 +226,7 @@ func (s *Store) GetAttestee(ctx context.Context, id string) (Attestee, error) {
 	}
 	var groupName sql.NullString
 	var hw sql.NullBool
-	d, err := scanDeviceAnd(s.queryRow(ctx, "SELECT "+deviceColumns+", g.name, g.require_hw_rot, d.check_now"+deviceFrom+"WHERE d.id = ?", id),
+	d, err := scanDeviceAnd(s.queryRow(quick(ctx), "SELECT "+deviceColumns+", g.name, g.require_hw_rot, d.check_now"+deviceFrom+"WHERE d.id = ?", id),
 		&groupName, &hw, &a.CheckNow)
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, sphere.Errorf(sphere.ENotFound, "device %s is not registered", id)
@@ -259,7 +259,7 @@ func (s *Store) GetDeviceCaller(ctx context.Context, id string) (DeviceCaller, e
 	var tenant, group, product sql.NullString
 	var revoked, checked sql.NullInt64
 	var reported string
-	err := s.queryRow(ctx, "SELECT d.id, d.tenant_id, d.device_group_id, g.product_id, d.revoked_at, d.revoked_reason, "+
+	err := s.queryRow(quick(ctx), "SELECT d.id, d.tenant_id, d.device_group_id, g.product_id, d.revoked_at, d.revoked_reason, "+
 		"d.update_checked_at, d.reported, d.update_error, d.check_now"+deviceFrom+"WHERE d.id = ?", id).
 		Scan(&dc.Device.ID, &tenant, &group, &product, &revoked, &dc.Device.RevokedReason,
 			&checked, &reported, &dc.Update.LastError, &dc.Update.CheckNow)
