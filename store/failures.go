@@ -90,29 +90,38 @@ func (s *Store) failureInsert(ctx context.Context, n int) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// failureKey returns the id of the row of table (failure_tenants,
-// failure_devices or failure_places) whose columns hold vals, adding the
-// row if there is none. The rows are never changed or deleted.
-func failureKey(ctx context.Context, q *querier, table string, cols []string, vals ...any) (int64, error) {
-	where := strings.Join(cols, " = ? AND ") + " = ?"
-	sel := "SELECT id FROM " + table + " WHERE " + where
-	var id int64
-	err := q.queryRow(ctx, sel, vals...).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		ins := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ") ON CONFLICT DO NOTHING"
-		if _, err := q.exec(ctx, ins, vals...); err != nil {
-			return 0, err
-		}
-		err = q.queryRow(ctx, sel, vals...).Scan(&id)
+// keyTable is one of the tables that store a failure event's tenant,
+// device or place once (failure_tenants, failure_devices, failure_places),
+// with its statements: the row's id by its columns, and adding the row.
+// Their rows are never changed or deleted.
+type keyTable struct{ sel, ins string }
+
+func newKeyTable(table string, cols ...string) keyTable {
+	return keyTable{
+		sel: "SELECT id FROM " + table + " WHERE " + strings.Join(cols, " = ? AND ") + " = ?",
+		ins: "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES (?" + strings.Repeat(", ?", len(cols)-1) + ") ON CONFLICT DO NOTHING",
 	}
-	return id, err
 }
 
 var (
-	failureTenantCols = []string{"tenant_id"}
-	failureDeviceCols = []string{"device_id"}
-	failurePlaceCols  = []string{"tenant_id", "device_group_id", "product_id"}
+	failureTenants = newKeyTable("failure_tenants", "tenant_id")
+	failureDevices = newKeyTable("failure_devices", "device_id")
+	failurePlaces  = newKeyTable("failure_places", "tenant_id", "device_group_id", "product_id")
 )
+
+// key returns the id of the row whose columns hold vals, adding the row
+// if there is none.
+func (k keyTable) key(ctx context.Context, q *querier, vals ...any) (int64, error) {
+	var id int64
+	err := q.queryRow(ctx, k.sel, vals...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := q.exec(ctx, k.ins, vals...); err != nil {
+			return 0, err
+		}
+		err = q.queryRow(ctx, k.sel, vals...).Scan(&id)
+	}
+	return id, err
+}
 
 // AddFailureReports stores a device's failure events, in one transaction
 // with multi-row inserts. An event the device sent before (same device and
@@ -127,15 +136,15 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 	accepted := 0
 	err := s.txAlone(ctx, func(q *querier) error {
 		accepted = 0
-		tenant, err := failureKey(ctx, q, "failure_tenants", failureTenantCols, dev.TenantID)
+		tenant, err := failureTenants.key(ctx, q, dev.TenantID)
 		if err != nil {
 			return err
 		}
-		place, err := failureKey(ctx, q, "failure_places", failurePlaceCols, dev.TenantID, dev.DeviceGroupID, dev.ProductID)
+		place, err := failurePlaces.key(ctx, q, dev.TenantID, dev.DeviceGroupID, dev.ProductID)
 		if err != nil {
 			return err
 		}
-		device, err := failureKey(ctx, q, "failure_devices", failureDeviceCols, dev.ID)
+		device, err := failureDevices.key(ctx, q, dev.ID)
 		if err != nil {
 			return err
 		}
