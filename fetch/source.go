@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -33,7 +32,7 @@ type Index struct {
 	sources []source
 	// chunks are the sources' chunks cut with chunking, by SHA-256.
 	chunking image.Chunking
-	chunks   map[[32]byte]location
+	chunks   map[image.Digest]location
 	files    []*os.File
 }
 
@@ -94,17 +93,15 @@ func (x *Index) Prepare(ch image.Chunking) error {
 		return nil
 	}
 	x.chunks = nil
-	chunks := map[[32]byte]location{}
+	chunks := map[image.Digest]location{}
 	for _, s := range x.sources {
 		cs, err := ch.Chunks(io.NewSectionReader(s.r, 0, s.size))
 		if err != nil {
 			return fmt.Errorf("fetch.Index.Prepare: %w", err)
 		}
 		for _, c := range cs {
-			var k [32]byte
-			hex.Decode(k[:], []byte(c.SHA256))
-			if _, dup := chunks[k]; !dup {
-				chunks[k] = location{r: s.r, off: c.Offset, size: c.Size}
+			if _, dup := chunks[c.Digest()]; !dup {
+				chunks[c.Digest()] = location{r: s.r, off: c.Offset, size: c.Size}
 			}
 		}
 	}
@@ -114,11 +111,8 @@ func (x *Index) Prepare(ch image.Chunking) error {
 
 // Lookup implements ChunkSource. It finds nothing before Prepare.
 func (x *Index) Lookup(sha256 string) (io.ReaderAt, int64, int64, bool) {
-	var k [32]byte
-	if len(sha256) != 2*len(k) {
-		return nil, 0, 0, false
-	}
-	if _, err := hex.Decode(k[:], []byte(sha256)); err != nil {
+	k, ok := image.ParseDigest(sha256)
+	if !ok {
 		return nil, 0, 0, false
 	}
 	l, ok := x.chunks[k]

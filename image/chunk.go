@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	chunkers "github.com/PlakarKorp/go-cdc-chunkers"
 	_ "github.com/PlakarKorp/go-cdc-chunkers/chunkers/fastcdc" // registers ChunkAlgorithm
@@ -73,6 +74,27 @@ type Chunk struct {
 	Offset int64  `json:"offset"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"` // lowercase hex
+}
+
+// Digest is a chunk's SHA-256 as bytes, the key to look a chunk up by.
+type Digest [sha256.Size]byte
+
+// ParseDigest parses a chunk's SHA-256 as chunk indexes write it: 64
+// lowercase hex digits. Anything else is not a digest.
+func ParseDigest(s string) (Digest, bool) {
+	var d Digest
+	if len(s) != 2*len(d) || strings.ToLower(s) != s {
+		return d, false
+	}
+	_, err := hex.Decode(d[:], []byte(s))
+	return d, err == nil
+}
+
+// Digest returns c's SHA-256 as bytes; the zero Digest if c.SHA256 is not
+// 64 lowercase hex digits (a valid index's never is).
+func (c Chunk) Digest() Digest {
+	d, _ := ParseDigest(c.SHA256)
+	return d
 }
 
 // Chunks splits what r yields into content-defined chunks and returns their

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -332,5 +333,29 @@ func TestChunkerMatchesSpec(t *testing.T) {
 				t.Errorf("%s, %s: chunk sizes %v\nthe documented algorithm gives %v", cname, name, got, want)
 			}
 		}
+	}
+}
+
+func TestParseDigest(t *testing.T) {
+	sum := sha256.Sum256([]byte("chunk"))
+	good := hex.EncodeToString(sum[:])
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{good, true},
+		{strings.ToUpper(good), false}, // chunk indexes write lowercase
+		{good[:62], false},
+		{good + "00", false},
+		{strings.Repeat("zz", 32), false},
+		{"", false},
+	} {
+		d, ok := ParseDigest(tc.in)
+		if ok != tc.ok || ok && d != Digest(sum) {
+			t.Errorf("ParseDigest(%q) = %x, %v; want ok=%v", tc.in, d, ok, tc.ok)
+		}
+	}
+	if got := (Chunk{SHA256: good}).Digest(); got != Digest(sum) {
+		t.Errorf("Chunk.Digest = %x, want %x", got, sum)
 	}
 }

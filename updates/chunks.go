@@ -2,9 +2,7 @@ package updates
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/opensphere/sphere"
@@ -52,7 +50,7 @@ func (s *Service) Chunk(ctx context.Context, dev sphere.Device, sha string) (Chu
 // starts in the package.
 type chunkIndex struct {
 	payloadAt int64
-	bySHA     map[[32]byte]chunkSpan
+	bySHA     map[image.Digest]chunkSpan
 }
 
 // chunkSpan is where a chunk lies in the payload.
@@ -61,11 +59,8 @@ type chunkSpan struct{ off, size int64 }
 // find returns the chunk whose SHA-256 is sha, in lowercase hex as chunk
 // indexes write it.
 func (x *chunkIndex) find(sha string) (chunkSpan, bool) {
-	var k [32]byte
-	if len(sha) != 2*len(k) || strings.ToLower(sha) != sha {
-		return chunkSpan{}, false
-	}
-	if _, err := hex.Decode(k[:], []byte(sha)); err != nil {
+	k, ok := image.ParseDigest(sha)
+	if !ok {
 		return chunkSpan{}, false
 	}
 	c, ok := x.bySHA[k]
@@ -101,12 +96,10 @@ func (s *Service) chunkIndex(ctx context.Context, pkg string) (*chunkIndex, erro
 	if err != nil {
 		return nil, fmt.Errorf("updates.Chunk: package %s: %w", pkg, err)
 	}
-	idx = &chunkIndex{payloadAt: obj.Size() - h.Metadata.PayloadSize, bySHA: make(map[[32]byte]chunkSpan, len(h.Metadata.Chunks))}
+	idx = &chunkIndex{payloadAt: obj.Size() - h.Metadata.PayloadSize, bySHA: make(map[image.Digest]chunkSpan, len(h.Metadata.Chunks))}
 	for _, c := range h.Metadata.Chunks {
-		var k [32]byte
-		hex.Decode(k[:], []byte(c.SHA256)) // ReadHeader checked it is 64 lowercase hex digits
-		if _, dup := idx.bySHA[k]; !dup {
-			idx.bySHA[k] = chunkSpan{off: c.Offset, size: c.Size}
+		if _, dup := idx.bySHA[c.Digest()]; !dup {
+			idx.bySHA[c.Digest()] = chunkSpan{off: c.Offset, size: c.Size}
 		}
 	}
 	s.chunks.mu.Lock()
