@@ -131,9 +131,11 @@ type Report struct {
 // ServerUse is the service's use of this host during the scenario.
 type ServerUse struct {
 	Before, After ProcStats
-	// CPU is the service's CPU time over the scenario, Cores that over
-	// its wall time, and CPUPerOp that over the operations that succeeded.
+	// CPU is the service's CPU time over the scenario, System the part of
+	// it in the kernel, Cores CPU over its wall time, and CPUPerOp CPU
+	// over the operations that succeeded.
 	CPU      time.Duration `json:"cpu_ns"`
+	System   time.Duration `json:"cpu_system_ns"`
 	Cores    float64       `json:"cores"`
 	CPUPerOp time.Duration `json:"cpu_per_op_ns"`
 }
@@ -370,7 +372,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil || before.PID == 0 {
 			return nil
 		}
-		u := &ServerUse{Before: before, After: after, CPU: after.CPU - before.CPU}
+		u := &ServerUse{Before: before, After: after, CPU: after.CPU - before.CPU, System: after.System - before.System}
 		if wall := time.Since(phaseStart); wall > 0 {
 			u.Cores = u.CPU.Seconds() / wall.Seconds()
 		}
