@@ -23,34 +23,8 @@ func prepareStateDir(dir string) error {
 // writeFileAtomic replaces dir/name with data, mode 0600, so that after a
 // crash or power loss the file holds either its old or its new content:
 // temporary file, fsync, rename, fsync of the directory.
-func writeFileAtomic(dir, name string, data []byte) (err error) {
-	f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return tlsutil.SyncDir(dir)
+func writeFileAtomic(dir, name string, data []byte) error {
+	return tlsutil.WriteFileAtomic(filepath.Join(dir, name), data, 0o600)
 }
 
 // readStateFile reads dir/name; a missing file is (nil, false, nil).

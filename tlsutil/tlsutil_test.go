@@ -64,4 +64,19 @@ func TestWriteFileAtomic(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
 		t.Error("writing into a missing directory succeeded")
 	}
+	// A rename that fails (a file cannot replace a directory) leaves the
+	// directory as it was and no temporary file behind.
+	sub := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(sub, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(sub, []byte("x"), 0o600); err == nil {
+		t.Error("a file replaced a directory")
+	}
+	if fi, err := os.Stat(filepath.Join(sub, "x")); err != nil || !fi.IsDir() {
+		t.Errorf("the directory changed: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".d.tmp-*")); len(left) != 0 {
+		t.Errorf("temporary files left after a failed rename: %v", left)
+	}
 }
