@@ -151,10 +151,11 @@ func describeMachine() string {
 		if n := field("model name"); n != "" {
 			model = n
 		}
-		// Hosts with the same masked model name differ by generation (an
-		// AMD EPYC of family 25 or 26), and the crypto ceiling gains more
-		// from a newer core than the fleet scenarios do: name the family,
-		// model and clock so that tables from different hosts are told apart.
+		// Hosts of this machine kind show one masked model name ("AMD
+		// EPYC") whatever their generation, and the crypto ceiling and the
+		// fleet scenarios do not gain alike from a faster host: name the
+		// family, model and clock so that tables from different hosts are
+		// told apart.
 		if fam, mod := field("cpu family"), field(`model`); fam != "" && mod != "" {
 			model += fmt.Sprintf(", family %s model %s", fam, mod)
 		}
