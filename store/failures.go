@@ -128,13 +128,39 @@ func (k keyTable) key(ctx context.Context, q *querier, vals ...any) (int64, erro
 // event id) is not stored again; it returns how many events were new. The
 // device's tenant, product and group are recorded as they are now. The
 // caller has validated the events.
+//
+// On PostgreSQL the transaction runs at READ COMMITTED (txInsertOnly says
+// why that is enough), and the inserts are prepared before it begins:
+// preparing one inside it would take a second connection from the pool
+// while the transaction holds its own, and a burst of first uploads
+// holding every connection, each waiting for the first one's new key row,
+// would wait for ever.
 func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events []sphere.FailureEvent) (int, error) {
 	if dev.TenantID == "" {
 		return 0, sphere.Errorf(sphere.EPrecondition, "device %s is not claimed by a tenant", dev.ID)
 	}
+	type chunk struct {
+		events []sphere.FailureEvent
+		st     *sql.Stmt
+	}
+	var chunks []chunk
+	for rest := events; len(rest) > 0; {
+		n := failureChunks[0]
+		for _, c := range failureChunks {
+			if n = c; c <= len(rest) {
+				break
+			}
+		}
+		st, err := s.failureInsert(ctx, n)
+		if err != nil {
+			return 0, fmt.Errorf("store.AddFailureReports: %w", err)
+		}
+		chunks = append(chunks, chunk{rest[:n], st})
+		rest = rest[n:]
+	}
 	now := s.nowMicro()
 	accepted := 0
-	err := s.txAlone(ctx, func(q *querier) error {
+	err := s.txInsertOnly(ctx, func(q *querier) error {
 		accepted = 0
 		tenant, err := failureTenants.key(ctx, q, dev.TenantID)
 		if err != nil {
@@ -149,17 +175,9 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 			return err
 		}
 		args := make([]any, 0, failureBatchParams+min(len(events), failureChunks[0])*failureRowParams)
-		for rest := events; len(rest) > 0; {
-			n := failureChunks[0]
-			for _, c := range failureChunks {
-				if n = c; c <= len(rest) {
-					break
-				}
-			}
-			chunk := rest[:n]
-			rest = rest[n:]
+		for _, c := range chunks {
 			args = append(args[:0], tenant, place, device, now)
-			for _, e := range chunk {
+			for _, e := range c.events {
 				var code any // NULL
 				if e.ExitCode != nil {
 					code = int64(*e.ExitCode)
@@ -167,11 +185,7 @@ func (s *Store) AddFailureReports(ctx context.Context, dev sphere.Device, events
 				args = append(args, e.ID, e.Class, e.Category, e.Description,
 					e.ComponentID, e.ImageID, e.Version, code, e.Signal, e.Count, e.FirstTime.UnixMicro(), e.LastTime.UnixMicro())
 			}
-			st, err := s.failureInsert(ctx, n)
-			if err != nil {
-				return err
-			}
-			res, err := q.execStmt(ctx, st, args...)
+			res, err := q.execStmt(ctx, c.st, args...)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -368,6 +369,81 @@ func TestMigrateFailureEvents(t *testing.T) {
 // The first uploads of a tenant's devices, all at once, each add the
 // tenant's, the place's and the device's keys if they are missing: none
 // fails, and each key is stored once.
+// TestFailureReportsConcurrentBulkUploads: a fleet's devices upload
+// batches of a thousand events at the same time, as after an outage, and
+// one device sends the same batch twice at once (a retry racing the
+// first). Every upload succeeds, every event is stored once, and the two
+// copies of the same batch store it once between them. On PostgreSQL these
+// uploads once ran SERIALIZABLE, where a transaction of thousands of rows
+// escalates its predicate locks to whole relations: concurrent uploads
+// failed one another until their retries ran out (HTTP 500 in the reports
+// scenario). And they prepared their inserts inside the transaction, on a
+// second connection: with every connection held by an upload waiting for
+// the first one's new key row, the first waited for a connection for ever.
+func TestFailureReportsConcurrentBulkUploads(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		// More uploads at once than the pool has connections (32 on
+		// PostgreSQL), bounded in time: uploads that wait for one another
+		// for ever fail the test instead of hanging it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		const devices, batches, size = 32, 2, 1000
+		devs := make([]sphere.Device, devices)
+		for i := range devs {
+			devs[i] = mustClaimedDevice(t, s, a, g.ID)
+		}
+		batch := func() []sphere.FailureEvent {
+			b := make([]sphere.FailureEvent, size)
+			for i := range b {
+				b[i] = failureEvent(sphere.FailureAppExit, fmt.Sprintf("exit code %d", i%7), "", time.Now().UTC().Add(-time.Minute))
+			}
+			return b
+		}
+		twice := batch() // sent twice at once by devs[0]
+		type result struct {
+			twice    bool
+			accepted int
+			err      error
+		}
+		results := make(chan result, devices*batches+2)
+		var wg sync.WaitGroup
+		for i := range devices * batches {
+			b := batch()
+			wg.Go(func() {
+				n, err := s.AddFailureReports(ctx, devs[i%devices], b)
+				results <- result{false, n, err}
+			})
+		}
+		for range 2 {
+			wg.Go(func() {
+				n, err := s.AddFailureReports(ctx, devs[0], twice)
+				results <- result{true, n, err}
+			})
+		}
+		wg.Wait()
+		close(results)
+		twiceAccepted := 0
+		for r := range results {
+			switch {
+			case r.err != nil:
+				t.Errorf("concurrent upload: %v", r.err)
+			case r.twice:
+				twiceAccepted += r.accepted
+			case r.accepted != size:
+				t.Errorf("an upload of %d new events stored %d", size, r.accepted)
+			}
+		}
+		if twiceAccepted != size {
+			t.Errorf("the batch sent twice at once was stored %d times over its %d events", twiceAccepted, size)
+		}
+		if got, want := countRows(t, s, "failure_events", ""), (devices*batches+1)*size; got != want {
+			t.Errorf("failure_events holds %d rows, want %d", got, want)
+		}
+	})
+}
+
 func TestFailureReportsConcurrentFirstUploads(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *Store) {
 		ctx := context.Background()

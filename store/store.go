@@ -237,10 +237,30 @@ func (s *Store) txAlone(ctx context.Context, fn func(q *querier) error) error {
 	return s.txWith(ctx, true, fn)
 }
 
+// txInsertOnly is txAlone for a bulk write whose statements only add rows
+// (INSERT ... ON CONFLICT DO NOTHING) and read rows that, once written, no
+// transaction changes: the failure reports and their key tables. Such a
+// transaction is correct at READ COMMITTED, where each statement sees what
+// committed before it (a key row another upload just added included), and
+// on PostgreSQL it runs there. SERIALIZABLE would add nothing to it but
+// failures: a transaction of thousands of rows escalates its predicate
+// locks to whole relations, so that concurrent uploads from different
+// devices fail one another until their retries run out.
+func (s *Store) txInsertOnly(ctx context.Context, fn func(q *querier) error) error {
+	return s.txLevel(ctx, true, sql.LevelReadCommitted, fn)
+}
+
 func (s *Store) txWith(ctx context.Context, alone bool, fn func(q *querier) error) error {
+	return s.txLevel(ctx, alone, sql.LevelSerializable, fn)
+}
+
+// txLevel runs fn in a transaction at level on PostgreSQL (SQLite's are
+// always serializable), retrying it on serialization failures and
+// deadlocks.
+func (s *Store) txLevel(ctx context.Context, alone bool, level sql.IsolationLevel, fn func(q *querier) error) error {
 	var opts *sql.TxOptions
 	if s.d.name == "postgres" {
-		opts = &sql.TxOptions{Isolation: sql.LevelSerializable}
+		opts = &sql.TxOptions{Isolation: level}
 	}
 	const attempts = 8
 	for attempt := 1; ; attempt++ {
