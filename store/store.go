@@ -218,9 +218,9 @@ func nullString(s string) sql.NullString { return sql.NullString{String: s, Vali
 
 // tx runs fn in a transaction and commits it if fn returns nil.
 //
-// Transactions are serializable on both databases, so that the
-// check-then-write steps inside them (is the name free, is the device
-// unclaimed, is this the last Administrator) hold under concurrency: SQLite
+// Transactions are serializable on both databases (but txInsertOnly's),
+// so that the check-then-write steps inside them (is the name free, is the
+// device unclaimed, is this the last Administrator) hold under concurrency: SQLite
 // takes its write lock at BEGIN (_txlock=immediate); PostgreSQL runs
 // SERIALIZABLE and reports conflicts as serialization failures, on which
 // fn is retried a few times from the start. On SQLite, transactions that
