@@ -549,11 +549,11 @@ type cpuPerOp struct{ service, fleet, serviceKernel, fleetKernel []float64 }
 func (c *cpuPerOp) add(rep sim.Report) {
 	if u := rep.Server; u != nil && u.CPUPerOp > 0 {
 		c.service = append(c.service, float64(u.CPUPerOp))
-		c.serviceKernel = append(c.serviceKernel, u.System.Seconds()/u.CPU.Seconds())
+		c.serviceKernel = append(c.serviceKernel, u.KernelShare())
 	}
 	if u := rep.Fleet; u != nil && u.CPUPerOp > 0 {
 		c.fleet = append(c.fleet, float64(u.CPUPerOp))
-		c.fleetKernel = append(c.fleetKernel, u.System.Seconds()/u.CPU.Seconds())
+		c.fleetKernel = append(c.fleetKernel, u.KernelShare())
 	}
 }
 

@@ -128,15 +128,6 @@ it is a load generator.`,
 	return cmd
 }
 
-// kernelShare is the part of a process's CPU spent in the kernel, as a
-// percentage ("-" when it used none).
-func kernelShare(u *sim.ServerUse) string {
-	if u.CPU <= 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.0f %%", 100*u.System.Seconds()/u.CPU.Seconds())
-}
-
 // simSummary prints what the table of operations does not show.
 func (a *app) simSummary(rep sim.Report) {
 	w := a.stdout
@@ -146,12 +137,12 @@ func (a *app) simSummary(rep sim.Report) {
 	}
 	fmt.Fprintln(w, ".")
 	if u := rep.Server; u != nil {
-		fmt.Fprintf(w, "Service (pid %d) over the scenario: CPU %.1fs (%.2f cores, %s in the kernel), %s per operation; RSS %s (peak %s).\n",
-			u.After.PID, u.CPU.Seconds(), u.Cores, kernelShare(u), u.CPUPerOp.Round(time.Microsecond), mib(u.After.RSS), mib(u.After.HWM))
+		fmt.Fprintf(w, "Service (pid %d) over the scenario: CPU %.1fs (%.2f cores, %.0f %% in the kernel), %s per operation; RSS %s (peak %s).\n",
+			u.After.PID, u.CPU.Seconds(), u.Cores, 100*u.KernelShare(), u.CPUPerOp.Round(time.Microsecond), mib(u.After.RSS), mib(u.After.HWM))
 	}
 	if u := rep.Fleet; u != nil {
-		fmt.Fprintf(w, "Simulator (the devices' side) over the same phase: CPU %.1fs (%.2f cores, %s in the kernel), %s per operation.\n",
-			u.CPU.Seconds(), u.Cores, kernelShare(u), u.CPUPerOp.Round(time.Microsecond))
+		fmt.Fprintf(w, "Simulator (the devices' side) over the same phase: CPU %.1fs (%.2f cores, %.0f %% in the kernel), %s per operation.\n",
+			u.CPU.Seconds(), u.Cores, 100*u.KernelShare(), u.CPUPerOp.Round(time.Microsecond))
 	}
 	if i := rep.Idle; i != nil {
 		fmt.Fprintf(w, "Idle: %d connections held %s, %d still open after it.", i.Connections, i.Hold, i.Kept)

@@ -42,3 +42,15 @@ func TestReadProcGone(t *testing.T) {
 		t.Fatal("ReadProc(0) succeeded")
 	}
 }
+
+func TestKernelShare(t *testing.T) {
+	for _, c := range []struct {
+		cpu, system time.Duration
+		want        float64
+	}{{0, 0, 0}, {2 * time.Second, 500 * time.Millisecond, 0.25}, {time.Second, time.Second, 1}} {
+		u := ServerUse{CPU: c.cpu, System: c.system}
+		if got := u.KernelShare(); got != c.want {
+			t.Errorf("CPU %v, system %v: share %v, want %v", c.cpu, c.system, got, c.want)
+		}
+	}
+}

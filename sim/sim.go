@@ -140,6 +140,15 @@ type ServerUse struct {
 	CPUPerOp time.Duration `json:"cpu_per_op_ns"`
 }
 
+// KernelShare is the part of CPU spent in the kernel, from 0 to 1 (0 when
+// the process used no CPU).
+func (u *ServerUse) KernelShare() float64 {
+	if u.CPU <= 0 {
+		return 0
+	}
+	return u.System.Seconds() / u.CPU.Seconds()
+}
+
 // recorder collects latencies of one operation.
 type recorder struct {
 	mu    sync.Mutex

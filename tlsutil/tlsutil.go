@@ -115,7 +115,8 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp := f.Name()
 	// Until the rename the temporary file is removed on any failure; after
 	// it there is nothing to remove (an unconditional os.Remove would cost
-	// two failing system calls on every write: unlink, then rmdir).
+	// two failing system calls on every write: unlink, then rmdir). Closing
+	// an already closed file only returns an error, ignored here.
 	fail := func(err error) error {
 		f.Close()
 		os.Remove(tmp)
@@ -131,12 +132,10 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return fail(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		return fail(err)
 	}
 	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("write %s: sync directory: %w", path, err)
