@@ -179,20 +179,12 @@ func (ss softSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([
 	return ecdsa.SignASN1(r, ss.s.id, d)
 }
 
-// sign makes the evidence: a TPMS_ATTEST as a TPM would, signed by the AK
-// over its SHA-256.
-func (s *Soft) sign(typ tpm2.TPMST, extraData []byte, attested tpm2.TPMUAttest) (Attestation, error) {
-	a := tpm2.Marshal(tpm2.TPMSAttest{
-		Magic:           tpm2.TPMGeneratedValue,
-		Type:            typ,
-		QualifiedSigner: tpm2.TPM2BName{Buffer: s.akQN},
-		ExtraData:       tpm2.TPM2BData{Buffer: extraData},
-		ClockInfo: tpm2.TPMSClockInfo{
-			Clock: uint64(time.Since(s.start).Milliseconds()),
-			Safe:  true,
-		},
-		Attested: attested,
-	})
+// sign makes the evidence: a TPMS_ATTEST as a TPM would write it, with
+// attested as its marshalled union, signed by the AK over its SHA-256.
+func (s *Soft) sign(typ tpm2.TPMST, extraData []byte, attested func([]byte) []byte) (Attestation, error) {
+	a := appendAttestHeader(make([]byte, 0, 256), typ, s.akQN, extraData,
+		uint64(time.Since(s.start).Milliseconds()), true)
+	a = attested(a)
 	d := sha256.Sum256(a)
 	sig, err := ecdsa.SignASN1(rand.Reader, s.ak, d[:])
 	if err != nil {
@@ -212,11 +204,9 @@ func (s *Soft) CertifyIdentity(extraData []byte) (Attestation, error) {
 	if s.closed {
 		return Attestation{}, ErrClosed
 	}
-	att, err := s.sign(tpm2.TPMSTAttestCertify, extraData, tpm2.NewTPMUAttest(tpm2.TPMSTAttestCertify,
-		&tpm2.TPMSCertifyInfo{
-			Name:          tpm2.TPM2BName{Buffer: s.idName},
-			QualifiedName: tpm2.TPM2BName{Buffer: s.idQN},
-		}))
+	att, err := s.sign(tpm2.TPMSTAttestCertify, extraData, func(b []byte) []byte {
+		return appendCertifyInfo(b, s.idName, s.idQN)
+	})
 	if err != nil {
 		return Attestation{}, fmt.Errorf("rot.CertifyIdentity: %w", err)
 	}
@@ -271,11 +261,10 @@ func (s *Soft) Quote(nonce []byte) (Attestation, error) {
 		return Attestation{}, ErrClosed
 	}
 	digest := sha256.Sum256(s.register[:])
-	att, err := s.sign(tpm2.TPMSTAttestQuote, nonce, tpm2.NewTPMUAttest(tpm2.TPMSTAttestQuote,
-		&tpm2.TPMSQuoteInfo{
-			PCRSelect: pcrSelection(),
-			PCRDigest: tpm2.TPM2BDigest{Buffer: digest[:]},
-		}))
+	sel := pcrSelection().PCRSelections[0]
+	att, err := s.sign(tpm2.TPMSTAttestQuote, nonce, func(b []byte) []byte {
+		return appendQuoteInfo(b, sel.Hash, sel.PCRSelect, digest[:])
+	})
 	if err != nil {
 		return Attestation{}, fmt.Errorf("rot.Quote: %w", err)
 	}

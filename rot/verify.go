@@ -138,11 +138,20 @@ func VerifyCertify(ak crypto.PublicKey, c Attestation, identityPublicArea []byte
 	return key, nil
 }
 
-// parseAttest parses a marshalled TPMS_ATTEST.
+// parseAttest parses a marshalled TPMS_ATTEST: directly if it is a quote or
+// a certification as TPMs write them, else with go-tpm (tpmwire.go).
 func parseAttest(b []byte) (*tpm2.TPMSAttest, error) {
 	if len(b) == 0 || len(b) > maxStructSize {
 		return nil, fmt.Errorf("%w: attestation structure is %d bytes", ErrMalformed, len(b))
 	}
+	if a, ok := decodeAttest(b); ok {
+		return a, nil
+	}
+	return parseAttestGoTPM(b)
+}
+
+// parseAttestGoTPM is parseAttest with go-tpm alone.
+func parseAttestGoTPM(b []byte) (*tpm2.TPMSAttest, error) {
 	a, err := tpm2.Unmarshal[tpm2.TPMSAttest](b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: TPMS_ATTEST: %v", ErrMalformed, err)
@@ -159,6 +168,14 @@ func parsePublicArea(b []byte) (*tpm2.TPMTPublic, []byte, error) {
 	if len(b) == 0 || len(b) > maxStructSize {
 		return nil, nil, fmt.Errorf("%w: TPMT_PUBLIC is %d bytes", ErrMalformed, len(b))
 	}
+	if pub, ok := decodeECCPublic(b); ok {
+		return pub, nameOf(b), nil
+	}
+	return parsePublicAreaGoTPM(b)
+}
+
+// parsePublicAreaGoTPM is parsePublicArea with go-tpm alone.
+func parsePublicAreaGoTPM(b []byte) (*tpm2.TPMTPublic, []byte, error) {
 	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: TPMT_PUBLIC: %v", ErrMalformed, err)

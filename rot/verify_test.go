@@ -101,18 +101,23 @@ func TestVerifyQuoteStructure(t *testing.T) {
 	}
 }
 
+// identityArea is the marshalled public area of an identity key pub, as
+// the TPM would report it, after mutate.
+func identityArea(t *testing.T, pub *ecdsa.PublicKey, mutate func(p *tpm2.TPMTPublic)) []byte {
+	t.Helper()
+	p, err := publicAreaFor(pub, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate(&p)
+	return tpm2.Marshal(p)
+}
+
 func TestVerifyCertifyIdentityPolicy(t *testing.T) {
 	ak, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	extra := []byte("extra")
-	area := func(mutate func(p *tpm2.TPMTPublic)) []byte {
-		p, err := publicAreaFor(&id.PublicKey, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mutate(&p)
-		return tpm2.Marshal(p)
-	}
+	area := func(mutate func(p *tpm2.TPMTPublic)) []byte { return identityArea(t, &id.PublicKey, mutate) }
 	certifyOf := func(area []byte) Attestation {
 		return signedAttest(t, ak, tpm2.TPMSAttest{
 			Magic:     tpm2.TPMGeneratedValue,
