@@ -513,9 +513,11 @@ type Nonce struct {
 // RecordAnswer is RecordAttestation for the answer to a challenge: in the
 // same transaction (one commit) it marks the challenge n used. If n was
 // already used it writes nothing and reports false; the caller then refuses
-// the answer as a replay. A nil n records like RecordAttestation.
+// the answer as a replay. A nil n records like RecordAttestation. Its
+// writes are blind (txBlind): the used nonce's primary key, not a read,
+// refuses a replay, even of two answers at once.
 func (s *Store) RecordAnswer(ctx context.Context, n *Nonce, deviceID string, a sphere.Attestation, cert *IssuedCert) (fresh bool, err error) {
-	err = s.tx(ctx, func(q *querier) error {
+	err = s.txBlind(ctx, func(q *querier) error {
 		fresh = true
 		if n != nil {
 			res, err := q.exec(ctx, "INSERT INTO used_nonces (nonce_hash, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING", n.Hash, n.Expires.UTC().UnixMicro())

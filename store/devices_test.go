@@ -8,10 +8,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math/big"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -599,6 +601,72 @@ func TestDeviceBatches(t *testing.T) {
 			if page, _ := a.ListAudit(ctx, AuditFilter{Action: "device.claim", Target: id}, PageRequest{}); len(page.Items) != 1 {
 				t.Errorf("tenant audit of claiming %s: %+v", id, page.Items)
 			}
+		}
+	})
+}
+
+// TestRecordAnswerReplayRace: the same answer recorded many times at once
+// (a replay racing the original) is fresh exactly once, with one
+// certificate; answers to different challenges are each fresh. The writes
+// run at READ COMMITTED on PostgreSQL (txBlind), where only the used
+// nonce's primary key refuses the replays.
+func TestRecordAnswerReplayRace(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		a := s.Tenant(mustTenant(t, s, "A").ID)
+		g := groupNamed(t, a, mustProduct(t, a, "Lamp").ID, "Field Test")
+		d := mustClaimedDevice(t, s, a, g.ID)
+		now := time.Now().UTC()
+		caRec := CARecord{ID: "ca-1", TenantID: a.id, CertDER: []byte("der"), KeySealed: []byte("sealed"),
+			Thumbprint: "thumb", NotBefore: now, NotAfter: now.Add(time.Hour), ActivatesAt: now}
+		if _, err := s.AddTenantCA(ctx, caRec, func([]CARecord) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+		record := func(nonce string) (bool, error) {
+			now := time.Now().UTC()
+			return s.RecordAnswer(ctx, &Nonce{Hash: nonce, Expires: now.Add(time.Hour)}, d.ID,
+				sphere.Attestation{At: now, Result: sphere.AttestHealthy},
+				&IssuedCert{Serial: hex.EncodeToString(randomBytes(16)), TenantID: a.id, CAID: caRec.ID, NotBefore: now, NotAfter: now.Add(24 * time.Hour)})
+		}
+		const racers = 16
+		fresh := make(chan bool, 2*racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() {
+				ok, err := record("replayed")
+				if err != nil {
+					t.Errorf("RecordAnswer: %v", err)
+				}
+				fresh <- ok
+			})
+			wg.Go(func() {
+				ok, err := record(fmt.Sprintf("own %d", i))
+				if err != nil || !ok {
+					t.Errorf("RecordAnswer of its own challenge: fresh %v, %v", ok, err)
+				}
+			})
+		}
+		wg.Wait()
+		close(fresh)
+		n := 0
+		for ok := range fresh {
+			if ok {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the same answer was fresh %d times of %d, want once", n, racers)
+		}
+		var certs int
+		if err := s.queryRow(ctx, "SELECT COUNT(*) FROM device_certs WHERE device_id = ?", d.ID).Scan(&certs); err != nil {
+			t.Fatal(err)
+		}
+		if certs != racers+1 {
+			t.Errorf("%d certificates recorded, want %d (one per challenge)", certs, racers+1)
+		}
+		got, err := a.GetDevice(ctx, d.ID)
+		if err != nil || got.LastAttestation == nil || got.LastAttestation.Result != sphere.AttestHealthy {
+			t.Errorf("device after the answers: %+v, %v", got.LastAttestation, err)
 		}
 	})
 }

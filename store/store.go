@@ -218,7 +218,8 @@ func nullString(s string) sql.NullString { return sql.NullString{String: s, Vali
 
 // tx runs fn in a transaction and commits it if fn returns nil.
 //
-// Transactions are serializable on both databases (but txInsertOnly's),
+// Transactions are serializable on both databases (but txInsertOnly's and
+// txBlind's),
 // so that the check-then-write steps inside them (is the name free, is the
 // device unclaimed, is this the last Administrator) hold under concurrency: SQLite
 // takes its write lock at BEGIN (_txlock=immediate); PostgreSQL runs
@@ -248,6 +249,33 @@ func (s *Store) txAlone(ctx context.Context, fn func(q *querier) error) error {
 // devices fail one another until their retries run out.
 func (s *Store) txInsertOnly(ctx context.Context, fn func(q *querier) error) error {
 	return s.txLevel(ctx, true, sql.LevelReadCommitted, fn)
+}
+
+// txBlind is tx for writes that depend on nothing the transaction reads:
+// each statement inserts a row under a key that a unique index (not a
+// read) keeps unique, or sets columns of one row chosen by its key. Such a
+// transaction is correct at READ COMMITTED, and on PostgreSQL it runs
+// there: SERIALIZABLE would add only predicate locks, and serialization
+// failures against whatever else reads those rows. On SQLite it is tx, and
+// shares its commit with the others waiting (group.go).
+func (s *Store) txBlind(ctx context.Context, fn func(q *querier) error) error {
+	return s.txLevel(ctx, false, sql.LevelReadCommitted, fn)
+}
+
+// execBlind runs one statement that txBlind could run: on SQLite in a
+// transaction, so that it shares a commit; on PostgreSQL on its own, in one
+// round trip rather than three.
+func (s *Store) execBlind(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s.d.name != "sqlite" {
+		return s.exec(ctx, query, args...)
+	}
+	var res sql.Result
+	err := s.txBlind(ctx, func(q *querier) error {
+		var err error
+		res, err = q.exec(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 func (s *Store) txWith(ctx context.Context, alone bool, fn func(q *querier) error) error {
