@@ -219,14 +219,13 @@ func nullString(s string) sql.NullString { return sql.NullString{String: s, Vali
 // tx runs fn in a transaction and commits it if fn returns nil.
 //
 // Transactions are serializable on both databases (but txInsertOnly's and
-// txBlind's),
-// so that the check-then-write steps inside them (is the name free, is the
-// device unclaimed, is this the last Administrator) hold under concurrency: SQLite
-// takes its write lock at BEGIN (_txlock=immediate); PostgreSQL runs
-// SERIALIZABLE and reports conflicts as serialization failures, on which
-// fn is retried a few times from the start. On SQLite, transactions that
-// wait for the writer at the same time are committed together (group.go):
-// fn must not depend on committing alone.
+// txBlind's), so that the check-then-write steps inside them (is the name
+// free, is the device unclaimed, is this the last Administrator) hold under
+// concurrency: SQLite takes its write lock at BEGIN (_txlock=immediate);
+// PostgreSQL runs SERIALIZABLE and reports conflicts as serialization
+// failures, on which fn is retried a few times from the start. On SQLite,
+// transactions that wait for the writer at the same time are committed
+// together (group.go): fn must not depend on committing alone.
 func (s *Store) tx(ctx context.Context, fn func(q *querier) error) error {
 	return s.txWith(ctx, false, fn)
 }
